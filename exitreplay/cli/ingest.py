@@ -1,0 +1,1 @@
+"""`exitreplay info` and `exitreplay convert` (placeholder wiring, filled by the ingest work)."""

@@ -1,0 +1,184 @@
+"""`Trace`: the one object every reader returns (events, typed per-event tables, metadata)."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import UsageError
+from .schema import TABLE_KEY_COLUMNS, conform_events
+
+
+@dataclasses.dataclass
+class Dropped:
+    """Events the recorder lost on one CPU, just before the event at `ts`.
+
+    `count` is None when the ring buffer only flagged a loss without counting it.
+    `row` is the index in `Trace.events` of the first event after the loss (None past the end).
+    """
+
+    cpu: int
+    ts: int
+    count: int | None
+    row: int | None = None
+
+
+@dataclasses.dataclass
+class TraceMeta:
+    path: str | None
+    source_format: str  # one of schema.SOURCE_FORMATS
+    version: int | None = None  # trace.dat file version (6, 7)
+    compression: str | None = None  # "none", "zstd", "zlib"
+    cpus: int | None = None
+    clock: str | None = None  # trace clock: "local", "x86-tsc", ...
+    page_size: int | None = None
+    endian: str | None = None  # "little" / "big"
+    long_size: int | None = None
+    uname: str | None = None
+    tracer: str | None = None
+    first_ts: int | None = None
+    last_ts: int | None = None
+    event_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    dropped: list[Dropped] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    # Everything else a format records (options, tsc2nsec, buffers/instances, cpustat text...).
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def duration_ns(self) -> int:
+        if self.first_ts is None or self.last_ts is None:
+            return 0
+        return self.last_ts - self.first_ts
+
+    @property
+    def dropped_per_cpu(self) -> dict[int, int | None]:
+        """Total lost events per CPU; None where at least one loss was not counted."""
+        out: dict[int, int | None] = {}
+        for d in self.dropped:
+            prev = out.get(d.cpu, 0)
+            out[d.cpu] = None if prev is None or d.count is None else prev + d.count
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["duration_ns"] = self.duration_ns
+        d["dropped_per_cpu"] = {str(k): v for k, v in self.dropped_per_cpu.items()}
+        return d
+
+
+TableSource = pa.Table | Callable[[], pa.Table]
+
+
+class Trace:
+    """A recorded trace as Arrow tables.
+
+    - `events`: one row per event (see `schema.EVENTS_SCHEMA`), in timestamp order.
+    - `table(name)`: the typed table of one event type, joined to `events` by its `row` column.
+    - `meta`: where it came from and what was lost.
+
+    Per-event tables may be built lazily (a reader passes a callable), so asking for `kvm_exit`
+    does not decode `sched_switch`.
+    """
+
+    def __init__(self, events: pa.Table, tables: Mapping[str, TableSource], meta: TraceMeta):
+        self.events = conform_events(events)
+        self._sources: dict[str, TableSource] = dict(tables)
+        self._cache: dict[str, pa.Table] = {}
+        self.meta = meta
+        if not meta.event_counts and self.events.num_rows:
+            counts = pc.value_counts(self.events.column("event").combine_chunks().dictionary_decode())
+            meta.event_counts = {
+                str(s["values"]): int(s["counts"]) for s in counts.to_pylist()
+            }
+        if meta.first_ts is None and self.events.num_rows:
+            meta.first_ts = int(self.events.column("ts")[0].as_py())
+            meta.last_ts = int(self.events.column("ts")[-1].as_py())
+
+    def __repr__(self) -> str:
+        return (
+            f"Trace({self.meta.path!r}, {self.meta.source_format}, {self.events.num_rows} events, "
+            f"{len(self._sources)} event types)"
+        )
+
+    def __len__(self) -> int:
+        return self.events.num_rows
+
+    @property
+    def event_names(self) -> list[str]:
+        return sorted(self._sources)
+
+    def has(self, name: str) -> bool:
+        return name in self._sources
+
+    def table(self, name: str) -> pa.Table:
+        """Typed table of one event type (columns `row`, `ts`, `cpu`, `pid`, then its fields).
+
+        An event type absent from the trace gives a KeyError naming the ones present.
+        """
+        if name not in self._cache:
+            try:
+                src = self._sources[name]
+            except KeyError:
+                raise KeyError(
+                    f"no {name!r} events in this trace (it has: {', '.join(self.event_names) or 'none'})"
+                ) from None
+            tbl = src() if callable(src) else src
+            missing = [c for c in TABLE_KEY_COLUMNS if c not in tbl.column_names]
+            if missing:
+                raise ValueError(f"table {name!r} lacks key columns {missing}")
+            self._cache[name] = tbl
+        return self._cache[name]
+
+    def tables(self, names: Iterable[str] | None = None) -> dict[str, pa.Table]:
+        return {n: self.table(n) for n in (names if names is not None else self.event_names)}
+
+    def df(self, name: str | None = None) -> pl.DataFrame:
+        """Polars view (zero-copy where Arrow allows) of `events` or of one event table."""
+        return pl.from_arrow(self.events if name is None else self.table(name))  # type: ignore[return-value]
+
+    def slice_time(self, start_ns: int | None = None, end_ns: int | None = None) -> "Trace":
+        """A Trace restricted to start_ns <= ts < end_ns (rows renumbered)."""
+        ts = self.events.column("ts")
+        mask = pc.and_(
+            pc.greater_equal(ts, start_ns if start_ns is not None else -(2**63)),
+            pc.less(ts, end_ns if end_ns is not None else 2**63 - 1),
+        )
+        import numpy as np
+
+        keep = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        if keep.size == self.events.num_rows:
+            return self
+        lo = int(keep[0]) if keep.size else 0
+        hi = int(keep[-1]) + 1 if keep.size else 0
+        events = self.events.slice(lo, hi - lo)
+        tables: dict[str, TableSource] = {}
+        for name in self._sources:
+            t = self.table(name)
+            r = t.column("row")
+            m = pc.and_(pc.greater_equal(r, lo), pc.less(r, hi))
+            t = t.filter(m)
+            t = t.set_column(0, "row", pc.subtract(t.column("row"), lo))
+            if t.num_rows:
+                tables[name] = t
+        meta = dataclasses.replace(
+            self.meta,
+            event_counts={},
+            first_ts=None,
+            last_ts=None,
+            dropped=[
+                dataclasses.replace(d, row=None if d.row is None else d.row - lo)
+                for d in self.meta.dropped
+                if d.row is not None and lo <= d.row < hi
+            ],
+        )
+        return Trace(events, tables, meta)
+
+
+def require_columns(table: pa.Table, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise UsageError(f"{what} lacks columns: {', '.join(missing)}")
