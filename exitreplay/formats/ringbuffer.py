@@ -219,7 +219,8 @@ def decode_pages(
     dtl = rtype[data_idx]
     hdr = np.where(dtl == 0, 8, 4)
     offset = page[data_idx] * page_size + rpos[data_idx] + hdr + base_offset
-    size = np.where(dtl == 0, rarg[data_idx] - 4, dtl * 4).astype(np.int64)
+    # As kbuffer does: the length word counts itself; the payload is padded to 4 bytes.
+    size = np.where(dtl == 0, (rarg[data_idx] - 4 + 3) & ~3, dtl * 4).astype(np.int64)
 
     missed: list[Missed] = []
     if flags_missed.any():
