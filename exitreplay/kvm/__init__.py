@@ -1,0 +1,1 @@
+"""Facts about KVM: exit reasons, the state VMLOAD/VMSAVE manage."""
