@@ -1,0 +1,145 @@
+"""Policies as data: which state operations run at which boundary.
+
+A policy is a TOML file (built-ins in `policies/`, or a user's own path) with
+`[ops.<boundary>]` tables of operation counts. See docs/policies.md for the format and the kernel
+history of each built-in.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+from ..errors import UsageError
+
+OPERATIONS = ("vmload", "vmsave", "ltr", "wrmsr", "rdmsr", "seg_reload", "ist_toggle")
+# Boundaries the replay finds in a trace (docs/model.md says how each is inferred).
+BOUNDARIES = (
+    "exit",            # every kvm_exit/kvm_entry round trip
+    "load",            # every vcpu_load (first entry, re-entry after a userspace return or a sched-out)
+    "load_kvm_run",    # loads that start KVM_RUN (first entry, re-entry after a userspace return)
+    "load_sched",      # loads after preemption or blocking without a userspace return
+    "load_migrated",   # loads after preemption or blocking on another pCPU
+    "put",             # every vcpu_put (userspace return, preemption, blocking)
+    "user_return",     # the CPU returns to host user mode while guest values are loaded
+    "lazy_read",       # a handler reads state the policy left in the CPU (no put in that episode)
+    "lazy_write",      # ... and writes it
+)
+EXPOSURE_KINDS = {"ist_off": ("none", "loaded", "always"),
+                  "guest_state_live": ("none", "loaded", "until_user_return", "always")}
+NESTED_MODES = ("none", "measured", "vls", "l1-ist-off")
+LAZY_KEYS = {"msrs": ("none", "svm", "vmx"), "emulation": bool, "segment_exits": bool, "task_switch": bool,
+             "smm": bool, "nested": bool, "msr_exit_without_ecx": bool}
+
+
+@dataclasses.dataclass(frozen=True)
+class Lazy:
+    msrs: str = "none"
+    emulation: bool = False
+    segment_exits: bool = False
+    task_switch: bool = False
+    smm: bool = False
+    nested: bool = False
+    msr_exit_without_ecx: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.msrs != "none" or self.emulation or self.segment_exits or self.task_switch \
+            or self.smm or self.nested or self.msr_exit_without_ecx
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    name: str
+    isa: str  # "svm" | "vmx" | "any"
+    summary: str
+    sources: tuple[str, ...]
+    ops: dict[str, dict[str, float]]  # boundary -> operation -> count
+    lazy: Lazy
+    ist_off: str
+    guest_state_live: str
+    nested: str = "none"
+    path: str | None = None
+
+    def count(self, boundary: str, op: str) -> float:
+        return self.ops.get(boundary, {}).get(op, 0)
+
+
+def _fail(where: str, msg: str) -> None:
+    raise UsageError(f"policy {where}: {msg}")
+
+
+def parse_policy(data: dict, where: str) -> Policy:
+    known = {"name", "isa", "summary", "sources", "ops", "lazy", "exposure", "nested"}
+    extra = set(data) - known
+    if extra:
+        _fail(where, f"unknown keys {sorted(extra)} (allowed: {sorted(known)})")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        _fail(where, "needs a name")
+    isa = data.get("isa", "any")
+    if isa not in ("svm", "vmx", "any"):
+        _fail(where, f"isa must be svm, vmx or any, not {isa!r}")
+    ops: dict[str, dict[str, float]] = {}
+    for boundary, table in (data.get("ops") or {}).items():
+        if boundary not in BOUNDARIES:
+            _fail(where, f"unknown boundary [ops.{boundary}] (known: {', '.join(BOUNDARIES)})")
+        if not isinstance(table, dict):
+            _fail(where, f"[ops.{boundary}] must be a table of operation = count")
+        for op, n in table.items():
+            if op not in OPERATIONS:
+                _fail(where, f"unknown operation {op!r} in [ops.{boundary}] (known: {', '.join(OPERATIONS)})")
+            if not isinstance(n, int | float) or isinstance(n, bool) or n < 0:
+                _fail(where, f"[ops.{boundary}] {op} must be a non-negative number, not {n!r}")
+        ops[boundary] = {op: float(n) for op, n in table.items()}
+    lz = data.get("lazy") or {}
+    for k, v in lz.items():
+        if k not in LAZY_KEYS:
+            _fail(where, f"unknown [lazy] key {k!r} (known: {', '.join(LAZY_KEYS)})")
+        allowed = LAZY_KEYS[k]
+        if allowed is bool and not isinstance(v, bool):
+            _fail(where, f"[lazy] {k} must be true or false")
+        if isinstance(allowed, tuple) and v not in allowed:
+            _fail(where, f"[lazy] {k} must be one of {allowed}")
+    exp = data.get("exposure") or {}
+    for k, v in exp.items():
+        if k not in EXPOSURE_KINDS:
+            _fail(where, f"unknown [exposure] key {k!r}")
+        if v not in EXPOSURE_KINDS[k]:
+            _fail(where, f"[exposure] {k} must be one of {EXPOSURE_KINDS[k]}")
+    nested = data.get("nested", "none")
+    if nested not in NESTED_MODES:
+        _fail(where, f"nested must be one of {NESTED_MODES}")
+    return Policy(name=name, isa=isa, summary=str(data.get("summary", "")),
+                  sources=tuple(data.get("sources", ())), ops=ops, lazy=Lazy(**lz),
+                  ist_off=exp.get("ist_off", "none"), guest_state_live=exp.get("guest_state_live", "none"),
+                  nested=nested)
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(__package__).joinpath("policies").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_policy(name_or_path: str) -> Policy:
+    """A built-in policy by name, or a user's TOML file by path."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.exists():
+            raise UsageError(f"policy file {p} does not exist")
+        try:
+            data = tomllib.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"policy file {p}: not valid TOML: {exc}") from None
+        pol = parse_policy(data, str(p))
+        return dataclasses.replace(pol, path=str(p))
+    if name_or_path not in builtin_names():
+        raise UsageError(f"unknown policy {name_or_path!r} (built-ins: {', '.join(builtin_names())}; "
+                         "or give a path to a .toml file)")
+    text = resources.files(__package__).joinpath("policies", f"{name_or_path}.toml").read_text()
+    return parse_policy(tomllib.loads(text), name_or_path)
+
+
+def builtin_policies() -> list[Policy]:
+    return [load_policy(n) for n in builtin_names()]
