@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Modules that add commands to `app` when imported.
-COMMAND_MODULES = ["ingest"]
+COMMAND_MODULES = ["ingest", "analyze"]
 
 
 def _load_commands() -> None:

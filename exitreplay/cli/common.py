@@ -12,7 +12,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from ..reader import read_trace
 from ..trace import Trace
 
-console = Console()
+# Piped output has no terminal width to honour: keep wide tables whole.
+console = Console() if sys.stdout.isatty() else Console(width=220)
 err_console = Console(stderr=True)
 
 # Files smaller than this read in well under a second: no bar.

@@ -1,0 +1,82 @@
+"""`exitreplay analyze` and `exitreplay policies`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..analysis import analyze as run_analysis
+from ..errors import UsageError
+from ..render import FORMATS, render, render_table
+from ..replay.policy import builtin_policies
+from . import app
+from .common import console, emit, load, progress_bar
+
+
+def parse_time(text: str | None) -> int | None:
+    """'1.5' or '1.5s' seconds, '200ms', '30us', '100ns' -> ns from the first event."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    for suffix, mult in (("ns", 1), ("us", 1_000), ("µs", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)):
+        if t.endswith(suffix):
+            num, scale = t[: -len(suffix)], mult
+            break
+    else:
+        num, scale = t, 1_000_000_000
+    try:
+        return int(float(num) * scale)
+    except ValueError:
+        raise UsageError(f"cannot read time {text!r} (examples: 1.5, 1.5s, 200ms, 30us)") from None
+
+
+@app.command()
+def analyze(
+    trace: Path = typer.Argument(..., help="Trace file: trace.dat, trace-cmd report, ftrace or perf script text."),
+    policy: list[str] = typer.Option(None, "--policy", "-p",
+                                     help="Built-in policy name or a policy .toml file (repeat). "
+                                          "Default: every built-in that fits the trace's ISA."),
+    baseline: str = typer.Option(None, "--baseline", help="Policy to compare against "
+                                 "(default: kvm-today on SVM, vmx-uret on VMX)."),
+    cost_profile: str = typer.Option("epyc", "--cost-profile", help="Built-in cost profile or a .toml file."),
+    cpu_mhz: float = typer.Option(None, "--cpu-mhz", help="CPU frequency for cycles<->time "
+                                  "(default: the cost profile's)."),
+    tsc_mhz: float = typer.Option(None, "--tsc-mhz", help="TSC frequency for x86-tsc traces without TSC2NSEC."),
+    vcpu: int = typer.Option(None, "--vcpu", help="Only this vCPU id."),
+    vm: int = typer.Option(None, "--vm", help="Only this VM (its lowest vCPU thread pid) or thread pid."),
+    start: str = typer.Option(None, "--from", help="Start, from the first event (e.g. 1.5s, 200ms)."),
+    end: str = typer.Option(None, "--to", help="End, from the first event."),
+    fmt: str = typer.Option("table", "--format", "-f", help=f"Output: {', '.join(FORMATS)}."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the output to a file."),
+) -> None:
+    """Replay state-deferral policies on the trace's exits: operations run and avoided, cycles saved, exposure.
+
+    Example: exitreplay analyze sample_traces/svm-syscall-heavy.v7.dat --policy ist-off --format markdown
+    """
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
+    tr = load(str(trace))
+    with progress_bar("replaying", 3, len(tr) > 2_000_000) as cb:
+        report = run_analysis(tr, policy or None, cost_profile, baseline, vcpu=vcpu, vm=vm,
+                              start_ns=parse_time(start), end_ns=parse_time(end), cpu_mhz=cpu_mhz,
+                              tsc_mhz=tsc_mhz, progress=cb)
+    if fmt == "table" and output is None:
+        render_table(report, console)
+    else:
+        emit(render(report, fmt), str(output) if output else None)
+
+
+@app.command()
+def policies() -> None:
+    """List the built-in policies (use a name with --policy, or copy one as a template for your own).
+
+    Example: exitreplay policies
+    """
+    t = Table(title="built-in policies", title_justify="left")
+    t.add_column("name")
+    t.add_column("ISA")
+    t.add_column("what it models")
+    for p in builtin_policies():
+        t.add_row(p.name, p.isa + (" (nested)" if p.nested != "none" else ""), p.summary)
+    console.print(t)
