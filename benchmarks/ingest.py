@@ -1,0 +1,77 @@
+"""Ingest speed and memory: exitreplay.read_trace against `trace-cmd report` on the same file.
+
+    python benchmarks/ingest.py [FILE]      (default: benchmarks/out/big.dat from generate.py)
+
+Each reader runs in its own process; peak memory is that process's maximum RSS. exitreplay is
+timed to a complete decode: the events table and every typed per-event table.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+CHILD = r"""
+import sys, time, json, resource
+t0 = time.perf_counter()
+import exitreplay
+t1 = time.perf_counter()
+tr = exitreplay.read_trace(sys.argv[1])
+arrow = tr.events.nbytes + sum(tr.table(n).nbytes for n in tr.event_names)
+t2 = time.perf_counter()
+print(json.dumps({"events": len(tr), "seconds": t2 - t1, "import": t1 - t0, "arrow_bytes": arrow,
+                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+BASELINE = r"""
+import sys, resource, json
+import numpy, pyarrow, polars, exitreplay
+print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def run_trace_cmd(path: str) -> tuple[float, int, int]:
+    t0 = time.perf_counter()
+    with open(os.devnull, "w") as null:
+        p = subprocess.Popen(["trace-cmd", "report", "-i", path], stdout=subprocess.PIPE, stderr=null)
+        lines = 0
+        for chunk in iter(lambda: p.stdout.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+        p.wait()
+    dt = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return dt, lines - 1, rss  # minus the cpus= header
+
+
+def main() -> None:
+    import json
+
+    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "out", "big.dat")
+    if not os.path.exists(path):
+        sys.exit(f"{path} not found: run benchmarks/generate.py first")
+    size = os.path.getsize(path)
+    os.system(f"cat {path} > /dev/null")  # both readers start from a warm page cache
+    base = json.loads(subprocess.run([sys.executable, "-c", BASELINE], capture_output=True, text=True).stdout)
+    mine = json.loads(subprocess.run([sys.executable, "-c", CHILD, path], capture_output=True, text=True,
+                                     check=True).stdout)
+    print(f"file                 {path} ({size / 1e6:.0f} MB)")
+    print(f"exitreplay           {mine['events']:,} events in {mine['seconds']:.2f} s = "
+          f"{mine['events'] / mine['seconds']:,.0f} events/s (all tables decoded; import {mine['import']:.1f} s)")
+    arrow_mb = mine["arrow_bytes"] / 1e6
+    peak_mb = mine["maxrss_kb"] / 1e3
+    libs_mb = base["maxrss_kb"] / 1e3
+    print(f"  peak RSS           {peak_mb:,.0f} MB (of which {libs_mb:,.0f} MB is the interpreter and libraries);"
+          f" Arrow tables {arrow_mb:,.0f} MB; (peak - libraries) / Arrow = {(peak_mb - libs_mb) / arrow_mb:.2f}")
+    if shutil.which("trace-cmd"):
+        dt, lines, rss = run_trace_cmd(path)
+        print(f"trace-cmd report     {lines:,} events in {dt:.2f} s = {lines / dt:,.0f} events/s, "
+              f"peak RSS {rss / 1e3:,.0f} MB")
+        print(f"speed-up             {mine['events'] / mine['seconds'] / (lines / dt):.1f}x")
+    else:
+        print("trace-cmd not installed: no comparison")
+
+
+if __name__ == "__main__":
+    main()
