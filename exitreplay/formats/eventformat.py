@@ -240,9 +240,23 @@ def arrow_type(field: Field, long_size: int = 8) -> pa.DataType:
 
 
 def _gather(data: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-    """(n, width) uint8 block of data[starts[i] : starts[i] + width] (caller guarantees bounds)."""
+    """(n, width) uint8 block of data[starts[i] : starts[i] + width] (caller guarantees bounds).
+
+    Ring-buffer records are 4-byte aligned, so most fields are read as whole 32-bit words: a
+    quarter of the index work of a byte gather.
+    """
     if starts.size == 0:
         return np.empty((0, width), dtype=np.uint8)
+    lead = starts & 3
+    if width >= 2 and not np.any(lead != lead[0]):
+        w0 = starts >> 2
+        nw = (int(lead[0]) + width + 3) >> 2
+        if int(w0.max()) + nw <= data.size >> 2:
+            words = data[: (data.size >> 2) << 2].view(np.uint32)
+            idx = w0[:, None] + np.arange(nw, dtype=np.int64)[None, :] if nw > 1 else w0[:, None]
+            block = words[idx].view(np.uint8).reshape(starts.size, nw * 4)
+            off = int(lead[0])
+            return block[:, off: off + width]
     idx = starts[:, None] + np.arange(width, dtype=np.int64)[None, :]
     return data[idx]
 

@@ -128,8 +128,8 @@ def decode_pages(
 
     if page_size % 4 or dstart % 4:
         raise ValueError(f"page size {page_size} / data offset {dstart} not 4-byte aligned")
-    words = pages_u8.view(_u(4, endian)).reshape(npages, page_size // 4)
     nwords = page_size // 4
+    words = pages_u8.view(_u(4, endian)).reshape(-1)  # flat: page p, word w at p * nwords + w
     big = endian != "little"
 
     pos = np.full(npages, dstart, dtype=np.int64)  # byte position of the next record, per page
@@ -139,19 +139,24 @@ def decode_pages(
     rec_type: list[np.ndarray] = []
     rec_delta: list[np.ndarray] = []
     rec_arg: list[np.ndarray] = []
+    rec_step: list[int] = []
     corrupt_pages: list[int] = []
+    step = 0
     while active.size:
         p = active
-        wpos = pos[p] >> 2
-        w = words[p, wpos].astype(np.int64)
+        pp = pos[p]
+        wpos = pp >> 2
+        flat = p * nwords + wpos
+        w = words[flat].astype(np.int64)
         if big:  # big-endian kernels put type_len in the top bits (kbuffer "type_len_ts")
             tl = w >> 27
             td = w & ((1 << 27) - 1)
         else:
             tl = w & 31
             td = w >> 5
-        a0 = words[p, np.minimum(wpos + 1, nwords - 1)].astype(np.int64)
-        has_a0 = pos[p] + 8 <= limit[p]
+        lim = limit[p]
+        a0 = words[np.minimum(flat + 1, words.size - 1)].astype(np.int64)
+        has_a0 = pp + 8 <= lim
         size = np.where(tl <= eh.data_max_type_len, 4 + tl * 4, 8)  # bytes incl. header
         is_len = tl == 0
         # type 0: array[0] counts itself; payload is padded to 4 bytes.
@@ -160,20 +165,22 @@ def decode_pages(
         null_pad = is_pad & (td == 0)
         size = np.where(is_pad & ~null_pad, 4 + a0, size)
         needs_a0 = is_len | is_pad & ~null_pad | (tl == eh.time_extend) | (tl == eh.time_stamp)
-        bad = (needs_a0 & ~has_a0) | (is_len & (a0 < 4)) | (pos[p] + size > limit[p]) | (size <= 0)
+        bad = (needs_a0 & ~has_a0) | (is_len & (a0 < 4)) | (pp + size > lim) | (size <= 0)
         bad &= ~null_pad
         if bad.any():
             corrupt_pages.extend(p[bad].tolist())
         keep = ~bad & ~null_pad
         rec_page.append(p[keep])
-        rec_pos.append(pos[p][keep])
+        rec_pos.append(pp[keep])
         rec_type.append(tl[keep])
         rec_delta.append(td[keep])
         rec_arg.append(a0[keep])
-        newpos = pos[p] + size
+        rec_step.append(step)
+        step += 1
+        newpos = pp + size
         newpos[bad | null_pad] = page_size  # stop this page
         pos[p] = newpos
-        active = p[pos[p] + 4 <= limit[p]]
+        active = p[newpos + 4 <= lim]
 
     for pg in sorted(set(corrupt_pages))[:5]:
         if truncated and pg == npages - 1:
@@ -182,15 +189,17 @@ def decode_pages(
 
     if rec_page:
         page = np.concatenate(rec_page)
-        rpos = np.concatenate(rec_pos)
-        rtype = np.concatenate(rec_type)
-        rdelta = np.concatenate(rec_delta)
-        rarg = np.concatenate(rec_arg)
+        steps = np.repeat(np.array(rec_step, dtype=np.int64), [a.size for a in rec_page])
+        # Records were gathered step-major. A page's kept records are its steps 0..k-1, so the
+        # page-major position of a record is (records of earlier pages) + its step: a scatter.
+        counts = np.bincount(page, minlength=npages)
+        dest = (np.cumsum(counts) - counts)[page] + steps
+        out = [np.empty(page.size, dtype=np.int64) for _ in range(5)]
+        for o, parts in zip(out, (rec_page, rec_pos, rec_type, rec_delta, rec_arg)):
+            o[dest] = np.concatenate(parts)
+        page, rpos, rtype, rdelta, rarg = out
     else:
         page = rpos = rtype = rdelta = rarg = np.empty(0, dtype=np.int64)
-    # Records were gathered step-major; page-major order is a stable sort by page.
-    order = np.argsort(page, kind="stable")
-    page, rpos, rtype, rdelta, rarg = page[order], rpos[order], rtype[order], rdelta[order], rarg[order]
 
     is_ext = rtype == eh.time_extend
     is_abs = rtype == eh.time_stamp
