@@ -18,8 +18,8 @@ from exitreplay.replay.costs import load_costs
 from exitreplay.replay.policy import builtin_policies
 from exitreplay.synth.generator import generate
 
-# syscall-heavy with 8 vCPUs: about 0.29 million exits per traced second.
-EXITS_PER_SECOND_OF_TRACE = 290_000
+# syscall-heavy with 8 vCPUs: about 0.15 million exits per traced second.
+EXITS_PER_SECOND_OF_TRACE = 152_000
 
 
 def main() -> None:
