@@ -1,37 +1,65 @@
 """`exitreplay synth`: write a generated trace.dat for a workload profile."""
 from __future__ import annotations
 
+import contextlib
+import sys
+import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from ..synth.generator import generate, profile_names
-from ..synth.templates import template_names
+from ..errors import UsageError
+from ..synth.generator import generate
+from ..synth.profiles import profile_names
+from ..synth.templates import DEFAULT_TEMPLATE, template_names
 from ..synth.writer import write_trace
 from . import app
-from .common import console
+from .common import console, err_console
 
 
 @app.command()
 def synth(
-    profile: str = typer.Argument(..., help=f"Workload profile: {', '.join(profile_names())}, or a .toml file."),
-    output: Path = typer.Option(..., "-o", "--output", help="trace.dat to write."),
-    vcpus: int = typer.Option(2, "--vcpus", help="vCPUs (per VM for the mixed profile)."),
-    seconds: float = typer.Option(0.05, "--seconds", help="Traced time."),
-    seed: int = typer.Option(1, "--seed", help="Random seed: the same seed gives the same bytes."),
-    isa: str = typer.Option("svm", "--isa", help="svm or vmx."),
-    version: int = typer.Option(7, "--version", help="trace.dat version: 6 or 7."),
-    compression: str = typer.Option("none", "--compression", help="none or zstd (version 7)."),
-    cpus: int = typer.Option(None, "--cpus", help="Host CPUs (default: one per vCPU; mixed: oversubscribed)."),
-    vls: bool = typer.Option(False, "--vls", help="nested: virtual VMLOAD/VMSAVE (no L1 vmload/vmsave exits)."),
-    template: str = typer.Option("linux-6.18", "--template",
-                                 help=f"Event layouts from: {', '.join(template_names())}, or a directory."),
+    profile: Annotated[str, typer.Argument(
+        help=f"Workload profile: {', '.join(profile_names())}, or a profile .toml.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="trace.dat to write.")],
+    vcpus: Annotated[int, typer.Option("--vcpus", help="vCPUs (per VM for the mixed profile).")] = 2,
+    seconds: Annotated[float, typer.Option("--seconds", help="Traced time in seconds.")] = 0.05,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same command gives the same bytes.")] = 1,
+    isa: Annotated[str, typer.Option("--isa", help="svm (AMD) or vmx (Intel) exit reasons.")] = "svm",
+    version: Annotated[int, typer.Option("--version", help="trace.dat version: 6 or 7.")] = 7,
+    compression: Annotated[str, typer.Option("--compression", help="none, or zstd (version 7).")] = "none",
+    cpus: Annotated[int | None, typer.Option(
+        "--cpus", help="Host CPUs (default: one per vCPU; mixed: half as many).")] = None,
+    vls: Annotated[bool, typer.Option(
+        "--vls", help="nested: virtual VMLOAD/VMSAVE, so L1's VMLOAD/VMSAVE do not exit.")] = False,
+    template: Annotated[str, typer.Option(
+        "--template", help=f"Kernel generation of the event formats: {', '.join(template_names())}, "
+                           "or a template directory.")] = DEFAULT_TEMPLATE,
 ) -> None:
-    """Generate a trace.dat with realistic KVM exit sequences for a workload profile.
+    """Generate a trace.dat with the KVM exit sequences a host running PROFILE records.
 
-    Example: exitreplay synth syscall-heavy -o syscall.dat --vcpus 4 --seconds 0.2 --isa svm
+    Each vCPU is a host thread ("CPU n/KVM") looping kvm_entry -> guest -> kvm_exit -> handler
+    events -> (QEMU round trip, blocking HLT, preemption) -> kvm_entry, scheduled on host CPUs.
+    Profiles and their sources: docs/profiles.md. trace-cmd report reads the file.
+
+    Example: exitreplay synth syscall-heavy -o syscall.dat --vcpus 4 --seconds 0.2 --isa vmx
     """
-    tr = generate(profile, vcpus=vcpus, seconds=seconds, seed=seed, isa=isa, cpus=cpus, vls=vls)
-    write_trace(tr, output, template=template, version=version, compression=compression)
-    console.print(f"wrote {output}: {len(tr):,} events, {tr.meta.event_counts.get('kvm_exit', 0):,} exits, "
-                  f"{tr.meta.cpus} CPUs, trace.dat v{version} ({compression})")
+    if version not in (6, 7):
+        raise UsageError(f"--version must be 6 or 7, not {version}")
+    if compression not in ("none", "zstd"):
+        raise UsageError(f"--compression must be none or zstd, not {compression!r}")
+    if version == 6 and compression != "none":
+        raise UsageError("--compression zstd needs --version 7 (version 6 files are not compressed)")
+    t0 = time.perf_counter()
+    status = err_console.status(f"generating {profile}") if sys.stderr.isatty() else contextlib.nullcontext()
+    with status:
+        tr = generate(profile, vcpus=vcpus, seconds=seconds, seed=seed, isa=isa, cpus=cpus, vls=vls,
+                      template=template)
+        try:
+            write_trace(tr, output, version=version, compression=compression)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+    dt = time.perf_counter() - t0
+    console.print(f"wrote {output}: {len(tr):,} events ({tr.meta.event_counts.get('kvm_exit', 0):,} kvm_exit), "
+                  f"{tr.meta.cpus} host CPU{'s' if tr.meta.cpus != 1 else ''}, trace.dat v{version} {compression}, {dt:.1f} s")

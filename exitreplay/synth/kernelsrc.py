@@ -30,7 +30,7 @@ _TOKEN = re.compile(
       |(?P<id>[A-Za-z_]\w*)
       |(?P<op>\.\.\.|<<=|>>=|->|\+\+|--|<<|>>|<=|>=|==|!=|&&|\|\||\#\#|[-+*/%&|^!~<>=?:;,.()\[\]{}\#])
       |(?P<other>.)""",
-    re.S | re.X,
+    re.DOTALL | re.VERBOSE,
 )
 
 
@@ -69,7 +69,7 @@ def read_macros(files: Iterable[Path]) -> dict[str, Macro]:
     macros: dict[str, Macro] = {}
     for path in files:
         text = Path(path).read_text(errors="replace").replace("\\\n", "")
-        text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+        text = re.sub(r"/\*.*?\*/", " ", text, flags=re.DOTALL)
         for line in text.splitlines():
             m = re.match(r"\s*#\s*define\s+([A-Za-z_]\w*)(\()?(.*)$", line)
             if not m:
