@@ -1,38 +1,52 @@
-"""`perf script` output of tracepoints (`perf record -e 'kvm:*' ...`)."""
+"""`perf script` output of tracepoints (`perf record -e 'kvm:*' -e sched:sched_switch ...`)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import re
 
 import polars as pl
 
 from ..trace import Trace
-from .textcommon import build_trace, check_exists, read_lines, ts_to_ns
+from .textcommon import Marker, Progress, build_trace, check_path, not_events, read_lines, ts_to_ns
 
-# comm  pid[/tid] [cpu] ts: [period] system:event: rest
-PREFIX = (r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)(?:/(?P<tid>\d+))?\s+\[(?P<cpu>\d+)\]\s+(?P<ts>\d+\.\d+):\s+"
-          r"(?:\d+\s+)?(?P<system>[\w-]+):(?P<event>[\w-]+):\s*(?P<rest>.*)$")
+# comm  pid[/tid] [cpu] ts: [period] system:event: text   (comm may hold spaces)
+PREFIX = (r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)(?:/(?P<tid>-?\d+))?\s+\[(?P<cpu>\d+)\]\s+(?P<ts>\d+\.\d+):\s+"
+          r"(?:(?P<period>\d+)\s+)?(?P<system>[\w-]+):(?P<event>[\w-]+):\s?(?P<rest>.*)$")
+# `perf script --show-lost-events`: PERF_RECORD_LOST / LOST_SAMPLES lines.
+LOST = r"PERF_RECORD_LOST(?:_SAMPLES)?\b"
 
 
-def read(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> Trace:
-    path = check_exists(path)
+def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
+    path = check_path(path)
+    size = os.path.getsize(path)
+    if progress:
+        progress(0, size)
     lines = read_lines(path)
-    frame = pl.DataFrame({"line": lines}).select(pl.col("line").str.extract_groups(PREFIX)).unnest("line")
+    frame = pl.DataFrame({"l": lines}).with_row_index("line").select(
+        pl.col("line"), pl.col("l").str.extract_groups(PREFIX)).unnest("l")
     is_event = frame["ts"].is_not_null()
-    ev = frame.filter(is_event).with_columns(
+    comm = pl.col("comm").str.strip_chars()
+    ev = frame.filter(is_event).select(
+        "line",
         ts_to_ns(pl.col("ts")).alias("ts"),
         pl.col("cpu").cast(pl.Int32),
-        # perf shows the thread id after a slash when asked (-F tid); the task is the thread.
+        # with -F tid perf shows pid/tid; the task is the thread
         pl.coalesce(pl.col("tid"), pl.col("pid")).cast(pl.Int32).alias("pid"),
-        pl.when(pl.col("comm").str.strip_chars() == ":-1").then(None)
-        .otherwise(pl.col("comm").str.strip_chars()).alias("comm"),
+        pl.when(comm.is_in([":-1", "<...>"])).then(None).otherwise(comm).alias("comm"),
+        "system", "event",
         pl.lit(None, pl.UInt8).alias("flags"),
         pl.lit(None, pl.UInt8).alias("preempt_count"),
-        pl.col("rest").str.strip_chars_end(),
+        "rest",
     )
-    lost = lines.filter(lines.str.contains(r"PERF_RECORD_LOST|LOST \d+ events"))
-    warnings = [f"perf reported lost events: {ln.strip()}" for ln in lost.head(5).to_list()]
-    tr = build_trace(path, ev, "perf-script", cpus=None, dropped_rows=[], warnings=warnings)
+    markers, warnings = [], []
+    lost = pl.DataFrame({"l": lines}).with_row_index("n").filter(pl.col("l").str.contains(LOST))
+    for n, ln in zip(lost["n"].to_list(), lost["l"].to_list()):
+        cpu = re.search(r"\[(\d+)\]", ln)
+        count = re.search(r"lost\D*(\d+)", ln, re.IGNORECASE)
+        markers.append(Marker(int(n), int(cpu[1]) if cpu else None, int(count[1]) if count else None))
+        warnings.append(f"perf reported lost events: {ln.strip()}")
+    trace = build_trace(path, ev, "perf-script", cpus=None, markers=markers, warnings=warnings[:20],
+                        unparsed_lines=not_events(lines, is_event, LOST + r"|^\s*#"))
     if progress:
-        progress(1, 1)
-    return tr
+        progress(size, size)
+    return trace

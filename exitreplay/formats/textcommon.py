@@ -1,265 +1,528 @@
-"""Shared machinery of the text readers: whole-column regex extraction with Polars.
+"""What the three text readers share: lines to columns, fields to typed tables, losses to meta.
 
-A text trace is read into one Polars column of lines; the line prefix (task, pid, CPU, flags,
-timestamp, event) is extracted for all lines by one regex, and each event type's fields by one
-regex per print format. Python loops run per event type, never per line.
+A text trace becomes one Polars column of lines. Each reader extracts its line prefix (task, pid,
+CPU, flags, timestamp, event) for all lines with one regex; here, each event type's text is parsed
+back to the kernel's raw fields: one regex per known print format (plugins.SPECS) over all rows of
+that type, then `name=value` text generically (one regex per distinct list of names), and what is
+left stays in a `text` column. Python loops run per event type and per print format, never per line.
+
+Types: integers become int64 (uint64 where a column holds values of 2**63 and more), lists of bytes
+list<int64>, the rest strings. Timestamps "sec.usec" / "sec.nsec" become integer ns exactly.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 from collections.abc import Callable
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from ..errors import TraceError
 from ..kvm import reasons
+from ..schema import TABLE_KEY_COLUMNS
 from ..trace import Dropped, Trace, TraceMeta
-from .plugins import KERNEL_STATE_BITS, PLUGIN_STATE_BITS, RENAMES, SPECS
+from . import plugins
 
-# Dropped-event markers: trace-cmd "CPU:N [N EVENTS DROPPED]", ftrace "CPU:N [LOST N EVENTS]".
-DROPPED_RE = r"CPU:\s*(\d+)\s+\[(?:LOST\s+)?(\d+)?\s*EVENTS(?:\s+DROPPED)?\]"
-NAME_VALUE_RE = re.compile(r"(\w+)=")
+Progress = Callable[[int, int], None]
+
+INT = pl.Int128  # parse width: holds every signed 64-bit and unsigned 64-bit value
+I64_MAX = 2**63 - 1
+U64_MAX = 2**64 - 1
+
+# "<CANT FIND FIELD x>": a libtraceevent plugin met a field the event lacks (a newer or older
+# kernel layout); libtraceevent then appends the kernel's own print format, which is what follows.
+_CANT_FIND = r"^.*<CANT FIND FIELD [^>]*>"
+_NAME_VALUE_START = r"^[A-Za-z_]\w*="
+
+
+# --- lines -----------------------------------------------------------------------------------------
+def check_path(path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise TraceError(path, "no such file")
+    if os.path.isdir(path):
+        raise TraceError(path, "is a directory, not a trace file")
+    return path
 
 
 def read_lines(path: str) -> pl.Series:
+    """The file's lines (UTF-8, undecodable bytes replaced), split by Polars in one call."""
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
     except OSError as exc:
-        raise TraceError(path, f"cannot open: {exc.strerror}") from None
+        raise TraceError(path, f"cannot read: {exc.strerror}") from None
+    if not raw.strip():
+        raise TraceError(path, "empty file")
     text = raw.decode("utf-8", "replace")
-    return pl.Series("line", text.splitlines(), dtype=pl.Utf8)
+    del raw
+    return pl.Series("line", [text]).str.split("\n").explode().str.strip_chars_end("\r")
 
 
 def ts_to_ns(col: pl.Expr) -> pl.Expr:
-    """"123.456789" (µs) or "123.456789012" (ns) -> integer ns, exactly (no float)."""
-    sec = col.str.extract(r"^(\d+)\.", 1).cast(pl.Int64)
+    """"123.456789" (µs) or "123.456789012" (ns) -> integer ns, by string arithmetic (no float).
+    A timestamp without a fraction (a counter clock such as x86-tsc) is kept as that integer."""
+    sec = col.str.extract(r"^(\d+)", 1).cast(pl.Int64)
     frac = col.str.extract(r"\.(\d+)$", 1)
     frac_ns = frac.str.pad_end(9, "0").str.slice(0, 9).cast(pl.Int64)
-    return sec * 1_000_000_000 + frac_ns
+    return pl.when(frac.is_null()).then(sec).otherwise(sec * 1_000_000_000 + frac_ns)
 
 
-def _hex(col: pl.Expr) -> pl.Expr:
-    # Addresses (guest RIPs) use all 64 bits: parse unsigned.
-    return col.str.replace(r"^0x", "").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
+# The latency column ("d..2."): trace_print_lat_fmt() in kernel/trace/trace_output.c renders the
+# common_flags bits TRACE_FLAG_IRQS_OFF 0x01, _NEED_RESCHED_LAZY (before 6.13: IRQS_NOSUPPORT) 0x02,
+# _NEED_RESCHED 0x04, _HARDIRQ 0x08, _SOFTIRQ 0x10, _PREEMPT_RESCHED 0x20, _NMI 0x40, _BH_OFF 0x80
+# (kernel/trace/trace.h) as three letters, then the preempt count's low and high nibbles.
+_LAT_IRQS = {".": 0, "d": 0x01, "D": 0x81, "b": 0x80, "X": 0x02}
+_LAT_RESCHED = {".": 0, "n": 0x04, "N": 0x24, "p": 0x20, "l": 0x02, "L": 0x22, "b": 0x06, "B": 0x26}
+_LAT_HARDSOFT = {".": 0, "h": 0x08, "s": 0x10, "H": 0x18, "z": 0x40, "Z": 0x48}
 
 
-def _states(col: pl.Expr, table: dict[str, int]) -> pl.Expr:
-    """'S', 'D|W', 'R', 'R+' -> the numeric prev_state."""
-    expr = pl.lit(0, dtype=pl.Int64)
-    for letter, bit in table.items():
-        expr = expr + pl.when(col.str.contains(rf"(^|\|){re.escape(letter)}($|\||\+)")).then(bit).otherwise(0)
-    if table is KERNEL_STATE_BITS:
-        expr = expr + pl.when(col.str.ends_with("+")).then(256).otherwise(0)
-    # Numeric states (raw output) pass through.
-    return pl.when(col.str.contains(r"^-?\d+$")).then(col.cast(pl.Int64, strict=False)).otherwise(expr)
+def latency_columns(lat: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(common_flags, preempt_count) from the latency column; null where the text has none."""
+    def char(i: int, table: dict[str, int]) -> pl.Expr:
+        return lat.str.slice(i, 1).replace_strict(table, default=None, return_dtype=pl.Int32)
+
+    flags = char(0, _LAT_IRQS) + char(1, _LAT_RESCHED) + char(2, _LAT_HARDSOFT)
+    low = lat.str.slice(3, 1).str.replace(r"^\.$", "0").str.to_integer(base=16, strict=False)
+    high = (pl.when(lat.str.len_chars() >= 5)
+            .then(lat.str.slice(4, 1).str.replace(r"^\.$", "0").str.to_integer(base=16, strict=False))
+            .otherwise(0))
+    return flags.cast(pl.UInt8, strict=False), (low + high * 16).cast(pl.UInt8, strict=False)
 
 
-def _convert(name: str, kind: str, isa: int | None) -> pl.Expr:
-    c = pl.col(name)
-    if kind == "s":
-        return c
-    if kind == "d":
-        return c.cast(pl.Int64, strict=False)
-    if kind == "x":
-        return _hex(c)
-    if kind == "kernel_state":
-        return _states(c, KERNEL_STATE_BITS)
-    if kind == "plugin_state":
-        return _states(c, PLUGIN_STATE_BITS)
-    if kind == "present":
-        return c.is_not_null() & (c != "")
-    if kind == "write_flag":
-        return (c == "write").cast(pl.UInt32)
-    if kind == "load_flag":
-        return (c == "load").cast(pl.UInt32)
-    if kind == "wait_flag":
-        return c == "wait"
-    if kind == "valid_flag":
-        return c == "valid"
-    if kind == "yn":
-        return c == "y"
-    if kind in ("exit_reason", "uexit"):
-        return c  # names -> codes once per distinct value, in _parse_specs
-    raise ValueError(kind)
+# --- markers of lost events --------------------------------------------------------------------------
+@dataclasses.dataclass
+class Marker:
+    """A line saying events were lost before the next event (of `cpu`, when it names one)."""
+
+    line: int  # line number in the file
+    cpu: int | None
+    count: int | None
 
 
-def _map_unique(series: pl.Series, fn: Callable[[str], int | None]) -> pl.Series:
-    """Apply a Python function once per distinct value (reason names: a few dozen per trace)."""
-    uniq = series.unique().drop_nulls().to_list()
-    table = {u: fn(u) for u in uniq}
-    return series.replace_strict(table, default=None, return_dtype=pl.Int64)
+# trace-cmd: "CPU:%d [%lld EVENTS DROPPED]" / "CPU:%d [EVENTS DROPPED]"; the kernel (trace and
+# trace_pipe): "CPU:%d [LOST %lu EVENTS]"; also the bare "[N EVENTS DROPPED]".
+DROPPED = r"^\s*(?:CPU:\s*(?P<cpu>\d+)\s+)?\[(?:LOST\s+)?(?P<count>\d+)?\s*EVENTS(?:\s+DROPPED)?\]\s*$"
+# The kernel's trace file when its ring buffer overran: "##### CPU 2 buffer started ####".
+STARTED = r"^#+ CPU (?P<cpu>\d+) buffer started #+\s*$"
 
 
-def _isa_of(frames: pl.DataFrame) -> int | None:
-    names: set[str] = set()
-    for ev in ("kvm_exit", "kvm_nested_vmexit"):
-        sub = frames.filter(pl.col("event") == ev)
-        if sub.height:
-            names |= set(sub["rest"].str.extract(r"reason:? (\S+)", 1).drop_nulls().unique().to_list())
-    return reasons.guess_isa(names) if names else None
+def find_markers(lines: pl.Series, pattern: str = DROPPED) -> list[Marker]:
+    hits = pl.DataFrame({"line": lines}).with_row_index("n").filter(pl.col("line").str.contains(pattern))
+    if not hits.height:
+        return []
+    g = hits.select(pl.col("n"), pl.col("line").str.extract_groups(pattern)).unnest("line")
+    count = g["count"].cast(pl.Int64) if "count" in g.columns else pl.Series([None] * g.height, dtype=pl.Int64)
+    return [Marker(int(n), None if c is None else int(c), None if k is None else int(k))
+            for n, c, k in zip(g["n"].to_list(), g["cpu"].cast(pl.Int64).to_list(), count.to_list())]
 
 
-def _parse_specs(event: str, rest: pl.Series, isa: int | None) -> tuple[dict[str, pl.Series], pl.Series]:
-    """Fields of one event type. Returns (columns, mask of rows parsed)."""
-    n = rest.len()
-    parsed = pl.Series([False] * n)
-    cols: dict[str, pl.Series] = {}
-    for regex, conv in SPECS.get(event, []):
-        todo = ~parsed
+# --- field parsing --------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Part:
+    """Rows (positions within one event type) read by one print format: raw strings + kinds."""
+
+    pos: np.ndarray
+    raw: dict[str, pl.Series]
+    kinds: dict[str, str]
+
+
+def _extract(rest: pl.Series, regex: str) -> tuple[pl.DataFrame, pl.Series]:
+    """Named groups of `regex` for every row, and which rows matched (a sentinel group marks it)."""
+    ext = pl.DataFrame({"r": rest}).select(pl.col("r").str.extract_groups("^(?P<m__>)" + regex.lstrip("^")))
+    ext = ext.unnest("r")
+    return ext.drop("m__"), ext["m__"].is_not_null()
+
+
+def split_fields(event: str, rest: pl.Series) -> tuple[list[_Part], pl.Series]:
+    """Parse one event type's texts: known print formats first, then `name=value`; returns the
+    parts and a boolean mask of rows left unparsed."""
+    rest = rest.str.replace(_CANT_FIND, "").str.strip_chars()
+    todo = np.ones(rest.len(), bool)
+    parts: list[_Part] = []
+    for regex, conv in plugins.SPECS.get(event, []):
         if not todo.any():
             break
-        ext = pl.DataFrame({"rest": rest}).select(pl.col("rest").str.extract_groups(regex)).unnest("rest")
-        ok = todo & ext[ext.columns[0]].is_not_null()
+        idx = np.flatnonzero(todo)
+        ext, ok = _extract(rest.gather(idx), regex)
+        ok_np = ok.to_numpy()
+        if not ok_np.any():
+            continue
+        sub = ext.filter(ok)
+        parts.append(_Part(idx[ok_np], {c: sub[c] for c in sub.columns}, conv))
+        todo[idx[ok_np]] = False
+    if todo.any():
+        idx = np.flatnonzero(todo)
+        for pos, raw in _split_name_values(rest.gather(idx)):
+            parts.append(_Part(idx[pos], raw, {}))
+            todo[idx[pos]] = False
+    return parts, pl.Series(todo)
+
+
+def _split_name_values(rest: pl.Series) -> list[tuple[np.ndarray, dict[str, pl.Series]]]:
+    """`a=1 b=x y c=2` texts: one regex per distinct sequence of names (usually one per event)."""
+    frame = pl.DataFrame({"r": rest}).with_row_index("i").filter(pl.col("r").str.contains(_NAME_VALUE_START))
+    if not frame.height:
+        return []
+    frame = frame.with_columns(
+        pl.col("r").str.extract_all(r"(?:^|\s)[A-Za-z_]\w*=")
+        .list.eval(pl.element().str.strip_chars().str.strip_suffix("=")).list.join(" ").alias("sig"))
+    out = []
+    for (sig,), grp in frame.group_by(["sig"], maintain_order=True):
+        names = sig.split(" ")
+        groups, seen = [], {}
+        for k, n in enumerate(names):
+            seen[n] = seen.get(n, 0) + 1
+            groups.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+        regex = "^" + " ".join(rf"{re.escape(n)}=(?P<g{k}>.*?)" for k, n in enumerate(names)) + "$"
+        ext, ok = _extract(grp["r"], regex)
         if not ok.any():
             continue
-        out = ext.with_columns([_convert(g, conv.get(g, "s"), isa).alias(g) for g in ext.columns])
-        for g in ext.columns:
-            kind = conv.get(g, "s")
-            if kind == "exit_reason":
-                series = _map_unique(ext[g], lambda s: reasons.exit_reason_code(isa or 0, s))
-            elif kind == "uexit":
-                series = _map_unique(ext[g], lambda s: reasons.userspace_exit_code(s)
-                                     if s not in ("restart", "error") else None)
-            else:
-                series = out[g]
-            name = RENAMES.get(g, g)
-            if name in cols:
-                cols[name] = pl.select(pl.when(ok).then(series).otherwise(cols[name])).to_series()
-            else:
-                cols[name] = pl.select(pl.when(ok).then(series).otherwise(None)).to_series()
-        parsed = parsed | ok
-    if event == "kvm_exit" and "exit_reason" in cols and isa is not None:
-        cols["isa"] = pl.select(pl.when(parsed).then(pl.lit(isa, pl.UInt32))).to_series()
-    if event == "kvm_userspace_exit" and "errno" in cols and "reason" in cols:
-        # The print is "reason NAME (reason)" when errno >= 0 (KVM sets 0 then), and
-        # "restart|error (-errno)" otherwise.
-        bad = cols["reason"].is_null() & parsed
-        cols["errno"] = pl.select(pl.when(bad).then(-cols["errno"]).otherwise(pl.when(parsed).then(0))
-                                  ).to_series()
-    return cols, parsed
-
-
-def _hex_fields(event: str) -> set[str]:
-    """Fields the event's print format shows in hex: raw `-R` output prints them in hex too."""
-    return {g for _, conv in SPECS.get(event, []) for g, kind in conv.items() if kind == "x"}
-
-
-def _parse_name_values(rest: pl.Series, event: str = "") -> tuple[dict[str, pl.Series], pl.Series]:
-    """Generic `a=1 b=2` texts: the field names of the first row, one regex for all rows."""
-    hex_fields = _hex_fields(event)
-    first = rest.drop_nulls()
-    if first.len() == 0:
-        return {}, pl.Series([False] * rest.len())
-    names = NAME_VALUE_RE.findall(first[0])
-    if not names or not first[0].lstrip().startswith(names[0] + "="):
-        return {}, pl.Series([False] * rest.len())
-    regex = "^" + " ".join(rf"{re.escape(n)}=(?P<{n}>.*?)" for n in names) + "$"
-    try:
-        ext = pl.DataFrame({"rest": rest}).select(pl.col("rest").str.extract_groups(regex)).unnest("rest")
-    except Exception:
-        return {}, pl.Series([False] * rest.len())
-    ok = ext[ext.columns[0]].is_not_null()
-    cols = {}
-    for n in ext.columns:
-        s = ext[n]
-        nn = s.drop_nulls()
-        if n in hex_fields and nn.len() and nn.str.contains(r"^(0x)?[0-9a-fA-F]+$").all():
-            s = ext.select(_hex(pl.col(n)).alias(n)).to_series()
-        elif nn.len() and nn.str.contains(r"^-?\d+$").all():
-            v = s.cast(pl.Int64, strict=False)
-            if v.null_count() > s.null_count():  # beyond int64: unsigned 64-bit
-                v = s.cast(pl.UInt64, strict=False)
-            s = v
-        elif nn.len() and nn.str.contains(r"^0x[0-9a-fA-F]+$").all():
-            s = _hex(pl.col(n)).alias(n)
-            s = ext.select(s).to_series()
-        cols[RENAMES.get(n, n) if n in ("row", "ts", "cpu", "pid") else n] = s
-    return cols, ok
-
-
-def build_trace(path: str, df: pl.DataFrame, source_format: str, *, cpus: int | None,
-                dropped_rows: list[tuple[int, int | None, int]], warnings: list[str],
-                extra: dict | None = None) -> Trace:
-    """df: one row per event with ts, cpu, pid, comm, event, system, flags (may be null), rest.
-
-    dropped_rows: (cpu, count|None, index of the first event after the marker in df order).
-    """
-    if df.height == 0:
-        raise TraceError(path, "not a trace: no events found")
-    df = df.with_row_index("_line")
-    df = df.sort(["ts", "_line"], maintain_order=True)
-    line_to_row = df["_line"].arg_sort()  # position in df for each original index
-    df = df.drop("_line").with_row_index("row")
-    isa = _isa_of(df)
-
-    events = df.select(
-        pl.col("ts").cast(pl.Int64), pl.col("cpu").cast(pl.Int32), pl.col("pid").cast(pl.Int32),
-        pl.col("comm"), pl.col("system"), pl.col("event"), pl.col("flags").cast(pl.UInt8),
-        pl.col("preempt_count").cast(pl.UInt8),
-    ).to_arrow()
-
-    tables: dict[str, pa.Table] = {}
-    unparsed: dict[str, int] = {}
-    for (event,), grp in df.group_by(["event"], maintain_order=True):
-        key = grp.select(pl.col("row").cast(pl.Int64), pl.col("ts").cast(pl.Int64),
-                         pl.col("cpu").cast(pl.Int32), pl.col("pid").cast(pl.Int32))
-        rest = grp["rest"]
-        cols, ok = _parse_specs(event, rest, isa)
-        if not cols:
-            cols, ok = _parse_name_values(rest, event)
-        else:
-            left = ~ok
-            if left.any():  # raw `-R` lines of an event that also has a spec
-                c2, ok2 = _parse_name_values(rest.filter(left), event)
-                if c2 and ok2.all():
-                    for k, v in c2.items():
-                        full = pl.Series(k, [None] * rest.len(), dtype=v.dtype)
-                        full = full.scatter(left.arg_true(), v)
-                        cols[k] = pl.select(pl.when(ok).then(cols[k]).otherwise(full)).to_series() \
-                            if k in cols else full
-                    ok = ok | left
-        frame = key.with_columns([s.alias(k) for k, s in cols.items()]) if cols else key
-        if not ok.all():
-            unparsed[event] = int((~ok).sum())
-            frame = frame.with_columns(pl.when(~ok).then(rest).otherwise(None).alias("text"))
-        tables[event] = frame.to_arrow()
-    if unparsed:
-        warnings.append("fields kept as text (print format not parsed): " + ", ".join(
-            f"{k} ({v})" for k, v in sorted(unparsed.items())))
-
-    ts = df["ts"]
-    dropped = []
-    for cpu, count, idx in dropped_rows:
-        if idx < df.height:
-            row = int(line_to_row[idx]) if idx < line_to_row.len() else None
-            # The marker precedes the first later event of that CPU.
-            later = df.filter((pl.col("cpu") == cpu) & (pl.col("row") >= (row or 0)))
-            r = int(later["row"][0]) if later.height else None
-            dropped.append(Dropped(cpu, int(ts[r]) if r is not None else int(ts[-1]), count, r))
-        else:
-            dropped.append(Dropped(cpu, int(ts[-1]), count, None))
-    meta = TraceMeta(path=path, source_format=source_format, cpus=cpus or int(df["cpu"].max()) + 1,
-                     dropped=dropped, warnings=warnings, extra=extra or {})
-    return Trace(events, tables, meta)
-
-
-def dropped_markers(lines: pl.Series, event_mask: pl.Series) -> list[tuple[int, int | None, int]]:
-    """(cpu, count, number of event lines before the marker) for every dropped-events line."""
-    frame = pl.DataFrame({"line": lines, "is_event": event_mask})
-    frame = frame.with_columns(pl.col("is_event").cast(pl.Int64).cum_sum().alias("events_before"))
-    hits = frame.filter(pl.col("line").str.contains(DROPPED_RE))
-    out = []
-    for line, before in zip(hits["line"].to_list(), hits["events_before"].to_list()):
-        m = re.search(DROPPED_RE, line)
-        out.append((int(m[1]), int(m[2]) if m[2] else None, int(before)))
+        ext = ext.filter(ok)
+        out.append((grp["i"].filter(ok).to_numpy(),
+                    {g: ext[f"g{k}"] for k, g in enumerate(groups)}))
     return out
 
 
-def check_exists(path: str | os.PathLike) -> str:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise TraceError(path, "no such file")
-    return path
+# --- conversions ------------------------------------------------------------------------------------
+def _hex(s: pl.Series) -> pl.Series:
+    return s.str.strip_chars().str.replace(r"^(-?)0[xX]", "$1").str.to_integer(base=16, dtype=INT, strict=False)
+
+
+def _dec(s: pl.Series) -> pl.Series:
+    return s.str.strip_chars().str.to_integer(base=10, dtype=INT, strict=False)
+
+
+def _flag(s: pl.Series, word: str) -> pl.Series:
+    return pl.select(pl.when(s.is_null()).then(None).otherwise((s == word).cast(INT))).to_series()
+
+
+def _present(s: pl.Series) -> pl.Series:
+    return (s.is_not_null() & (s != "")).cast(INT)
+
+
+def _symbol(s: pl.Series, table: dict[str, int]) -> pl.Series:
+    named = s.replace_strict(table, default=None, return_dtype=INT)
+    return pl.select(pl.coalesce(named, _hex(s))).to_series()
+
+
+def _states(s: pl.Series, letters: dict[str, int], plus: int | None) -> pl.Series:
+    """sched_switch prev_state text ("S", "D|W", "R", "R+", "S|0x400", or a number) -> int.
+    Null where the text holds a letter the table does not know."""
+    core = s.str.strip_suffix("+") if plus else s
+    items = core.str.split("|")
+    known = set(letters) | {"R"}
+    total = pl.lit(0, INT)
+    for letter, bit in letters.items():
+        total = total + pl.when(items.list.contains(letter)).then(pl.lit(bit, INT)).otherwise(pl.lit(0, INT))
+    hexes = items.list.eval(pl.element().filter(pl.element().str.starts_with("0x"))
+                            .str.slice(2).str.to_integer(base=16, dtype=INT, strict=False)).list.sum()
+    valid = items.list.eval(pl.element().is_in(list(known)) | pl.element().str.contains(r"^0x[0-9a-fA-F]+$")).list.all()
+    value = total + hexes.fill_null(0)
+    if plus:
+        value = value + pl.when(s.str.ends_with("+")).then(pl.lit(plus, INT)).otherwise(pl.lit(0, INT))
+    number = _dec(s)
+    return pl.select(pl.when(number.is_not_null()).then(number)
+                     .when(valid).then(value).otherwise(None)).to_series()
+
+
+def _bytes(s: pl.Series) -> pl.Series:
+    return (s.str.strip_chars().str.split(" ")
+            .list.eval(pl.element().filter(pl.element() != "").str.to_integer(base=16, dtype=pl.Int64, strict=False)))
+
+
+_ARRAY = r"^ARRAY\[(.*)\]$"
+
+
+def _auto(s: pl.Series, name: str, hex_fields: set[str]) -> pl.Series:
+    """A `name=value` column: numbers if every value reads as one (hex if the print format shows
+    the field in hex, or the text says so with "0x" or a-f digits), byte arrays, else strings."""
+    nn = s.drop_nulls()
+    if not nn.len() or name.endswith(("comm", "name")):
+        return s
+    clean = s.str.strip_chars().str.strip_suffix(",")
+    nnc = clean.drop_nulls()
+    if nnc.str.contains(_ARRAY).all():
+        return _bytes(clean.str.extract(_ARRAY, 1).str.replace_all(",", ""))
+    if name in hex_fields and nnc.str.contains(r"^-?(?:0[xX])?[0-9a-fA-F]+$").all():
+        return _hex(clean)
+    if nnc.str.contains(r"^-?\d+$").all():
+        return _dec(clean)
+    if nnc.str.contains(r"^-?(?:0[xX])?[0-9a-fA-F]+$").all() and nnc.str.contains(r"0[xX]|[a-fA-F]").any():
+        return _hex(clean)
+    return s
+
+
+def narrow(s: pl.Series) -> pl.Series:
+    """An Int128 column as int64, or uint64 when it holds values above 2**63 - 1 and none below 0
+    (values above that with negatives too: two's complement in int64)."""
+    if s.dtype != INT:
+        return s
+    hi, lo = s.max(), s.min()
+    if hi is None or hi <= I64_MAX:
+        return s.cast(pl.Int64)
+    if lo >= 0 and hi <= U64_MAX:
+        return s.cast(pl.UInt64)
+    wrapped = pl.select(pl.when(s > I64_MAX).then(s - pl.lit(2**64, INT)).otherwise(s)).to_series()
+    return wrapped.cast(pl.Int64, strict=False)
+
+
+@dataclasses.dataclass
+class IsaContext:
+    """The trace's ISA, for exit-reason texts that do not name it (numbers, "UNKNOWN (n)")."""
+
+    isa: int | None
+
+
+def _reasons(s: pl.Series, ctx: IsaContext) -> tuple[pl.Series, pl.Series]:
+    hit = reasons.lookup_reasons(s)
+    isa = hit["isa"].cast(INT)
+    if ctx.isa is not None:
+        isa = isa.fill_null(ctx.isa)
+    code = hit["exit_reason"].cast(INT)
+    return code, pl.select(pl.when(code.is_not_null()).then(isa)).to_series()
+
+
+def _convert_part(event: str, part: _Part, ctx: IsaContext) -> pl.DataFrame:
+    hex_fields = plugins.raw_hex_fields(event)
+    cols: dict[str, pl.Series] = {}
+    isa: pl.Series | None = None
+    for name, s in part.raw.items():
+        kind = part.kinds.get(name)
+        if name.startswith("_"):
+            continue
+        if kind is None:
+            cols[name] = _auto(s, name, hex_fields)
+        elif kind == "s":
+            cols[name] = s
+        elif kind == "x":
+            cols[name] = _hex(s)
+        elif kind == "d":
+            cols[name] = _dec(s)
+        elif kind == "present":
+            cols[name] = _present(s)
+        elif kind.startswith("="):
+            cols[name] = _flag(s, kind[1:])
+        elif kind.startswith("@"):
+            cols[name] = _symbol(s, plugins.SYMBOLS[kind[1:]])
+        elif kind == "kstate":
+            cols[name] = _states(s, plugins.KERNEL_STATE_BITS, plugins.TASK_REPORT_MAX)
+        elif kind == "pstate":
+            cols[name] = _states(s, plugins.PLUGIN_STATE_BITS, None)
+        elif kind == "bytes":
+            cols[name] = _bytes(s)
+        elif kind == "vmc":
+            isa = s.replace_strict({"b": reasons.ISA_SVM, "s": reasons.ISA_VMX}, default=None, return_dtype=INT)
+        elif kind == "reason":
+            cols[name], isa = _reasons(s, ctx)
+        elif kind == "uexit":
+            cols.update(_userspace_exit(s, part.raw["_paren"]))
+        else:
+            raise ValueError(f"unknown converter {kind!r} for {event}.{name}")
+    if isa is not None:
+        cols["isa"] = isa
+    # An optional group no row of this format filled is not a field of this layout.
+    cols = {k: v for k, v in cols.items()
+            if not (part.kinds.get(k) in ("d", "x", "s") and v.null_count() == v.len())}
+    frame = pl.DataFrame({_field_name(k): v for k, v in cols.items()})
+    return frame.with_columns(pl.Series("_pos", part.pos, dtype=pl.Int64))
+
+
+def _userspace_exit(name: pl.Series, paren: pl.Series) -> dict[str, pl.Series]:
+    # kvm_userspace_exit prints "restart"/"error" and -errno when errno < 0, else the reason's
+    # name and the reason again (errno is 0 then: KVM_RUN's return value is 0 or -errno).
+    failed = name.is_in(["restart", "error"])
+    num = _dec(paren)
+    uniq = name.unique().drop_nulls().to_list()
+    table = {u: reasons.userspace_exit_code(u) for u in uniq}
+    code = name.replace_strict(table, default=None, return_dtype=INT)
+    reason = pl.select(pl.when(failed).then(None).otherwise(pl.coalesce(code, num))).to_series()
+    errno = pl.select(pl.when(failed).then(pl.lit(0, INT) - num).otherwise(pl.lit(0, INT))).to_series()
+    return {"reason": reason, "errno": errno}
+
+
+def _field_name(name: str) -> str:
+    # A field named like a key column (sched_wakeup's `pid`) keeps its value under another name.
+    return f"{name}_field" if name in TABLE_KEY_COLUMNS else name
+
+
+def event_table(event: str, key: pl.DataFrame, rest: pl.Series, ctx: IsaContext,
+                parsed: tuple[list[_Part], pl.Series] | None = None) -> pa.Table:
+    """Typed table of one event type: key columns (row, ts, cpu, pid), the raw fields read back
+    from the text, and `text` for rows no format could read."""
+    parts, left = parsed if parsed is not None else split_fields(event, rest)
+    rest = rest.str.strip_chars()
+    frames = [_convert_part(event, p, ctx) for p in parts]
+    if left.any():
+        frames.append(pl.DataFrame({"text": rest.filter(left),
+                                    "_pos": np.flatnonzero(left.to_numpy()).astype(np.int64)}))
+    if frames:
+        fields = pl.concat(frames, how="diagonal_relaxed").sort("_pos").drop("_pos")
+        fields = fields.with_columns([narrow(fields[c]) for c in fields.columns if fields[c].dtype == INT])
+        if "text" in fields.columns:
+            fields = fields.select([c for c in fields.columns if c != "text"] + ["text"])
+        table = pl.concat([key, fields], how="horizontal")
+    else:
+        table = key
+    return _plain_arrow(table.to_arrow())
+
+
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+        return pa.list_(_plain_type(t.value_type))
+    return t
+
+
+def _plain_arrow(table: pa.Table) -> pa.Table:
+    """Arrow's plain string and list types, as the trace.dat reader gives them."""
+    schema = pa.schema([pa.field(f.name, _plain_type(f.type)) for f in table.schema])
+    return table if schema == table.schema else table.cast(schema)
+
+
+def guess_context(parsed: list[list[_Part]]) -> IsaContext:
+    """The ISA named by the reason texts of kvm_exit & co (VMX prints upper case, SVM lower case,
+    trace-cmd's plugin EXIT_*), else by a raw `isa=` field."""
+    names: set[str] = set()
+    raw_isa: list[int] = []
+    for parts in parsed:
+        for p in parts:
+            for name, kind in p.kinds.items():
+                if kind == "reason" and name in p.raw:
+                    names |= set(p.raw[name].unique().drop_nulls().to_list())
+            if not p.kinds and "isa" in p.raw:
+                raw_isa += _dec(p.raw["isa"]).drop_nulls().cast(pl.Int64).to_list()
+    isa = reasons.guess_isa(names)
+    if isa is None and raw_isa:
+        vals, counts = np.unique(raw_isa, return_counts=True)
+        isa = int(vals[np.argmax(counts)])
+    return IsaContext(isa)
+
+
+# --- assembly ---------------------------------------------------------------------------------------
+def build_trace(path: str, ev: pl.DataFrame, source_format: str, *, cpus: int | None,
+                markers: list[Marker], warnings: list[str], extra: dict | None = None,
+                unparsed_lines: int = 0) -> Trace:
+    """`ev`: one row per event line, columns line (number in the file), ts, cpu, pid, comm, system,
+    event, flags, preempt_count, rest. Markers name the line they stand on."""
+    if ev.height == 0:
+        raise TraceError(path, "not a trace: no event lines found")
+    ev = ev.with_columns(pl.col("event").cast(pl.String))
+    # The file is in time order except across CPUs at equal printed times; a stable sort keeps it.
+    ev = ev.sort(["ts", "line"], maintain_order=True).with_row_index("row")
+    events = ev.select(
+        pl.col("ts").cast(pl.Int64), pl.col("cpu").cast(pl.Int32), pl.col("pid").cast(pl.Int32),
+        pl.col("comm").cast(pl.String), pl.col("system").cast(pl.String), pl.col("event"),
+        pl.col("flags").cast(pl.UInt8), pl.col("preempt_count").cast(pl.UInt8),
+    ).to_arrow()
+
+    by_event: dict[str, pl.DataFrame] = {
+        name: grp.select("row", "ts", "cpu", "pid", "rest")
+        for (name,), grp in ev.group_by(["event"], maintain_order=True)
+    }
+    extra = dict(extra or {})
+
+    @functools.cache
+    def parsed(name: str) -> tuple[list[_Part], pl.Series]:
+        return split_fields(name, by_event[name]["rest"])
+
+    @functools.cache
+    def context() -> IsaContext:
+        return guess_context([parsed(e)[0] for e in plugins.REASON_EVENTS if e in by_event])
+
+    def factory(name: str) -> Callable[[], pa.Table]:
+        def build() -> pa.Table:
+            grp = by_event[name]
+            key = grp.select(pl.col("row").cast(pl.Int64), pl.col("ts").cast(pl.Int64),
+                             pl.col("cpu").cast(pl.Int32), pl.col("pid").cast(pl.Int32))
+            table = event_table(name, key, grp["rest"], context(), parsed(name))
+            if "text" in table.column_names:
+                n = table.num_rows - table.column("text").null_count
+                meta.warnings.append(f"{name}: {n} of {table.num_rows} events kept as text "
+                                     "(print format not recognised)")
+            return table
+        return build
+
+    meta = TraceMeta(path=path, source_format=source_format,
+                     cpus=cpus if cpus is not None else int(ev["cpu"].max()) + 1,
+                     dropped=_dropped(ev, markers), warnings=warnings, extra=extra)
+    if unparsed_lines:
+        extra["unparsed_lines"] = unparsed_lines
+        warnings.append(f"{unparsed_lines} lines are neither events nor known headers (skipped)")
+    if meta.dropped:
+        per_cpu = meta.dropped_per_cpu
+        warnings.append("events lost by the recorder: " + ", ".join(
+            f"CPU {c}: {v if v is not None else 'unknown number'}" for c, v in sorted(per_cpu.items())))
+    return Trace(events, {name: factory(name) for name in by_event}, meta)
+
+
+def _dropped(ev: pl.DataFrame, markers: list[Marker]) -> list[Dropped]:
+    """Each marker belongs before the next event line (of its CPU, when it names one)."""
+    if not markers:
+        return []
+    lines = ev["line"].to_numpy()
+    order = np.argsort(lines, kind="stable")
+    lines_sorted = lines[order]
+    cpu_sorted = ev["cpu"].to_numpy()[order]
+    rows_sorted = ev["row"].to_numpy()[order]
+    ts = ev["ts"].to_numpy()
+    out = []
+    for m in markers:
+        k = int(np.searchsorted(lines_sorted, m.line, side="right"))
+        cpu = m.cpu
+        if cpu is None:
+            cpu = int(cpu_sorted[k]) if k < lines_sorted.size else -1
+        later = np.flatnonzero(cpu_sorted[k:] == cpu)
+        if later.size:
+            row = int(rows_sorted[k + later[0]])
+            out.append(Dropped(cpu, int(ts[row]), m.count, row))
+        else:
+            out.append(Dropped(cpu, int(ts.max()), m.count, None))
+    out.sort(key=lambda d: (d.ts, d.cpu))
+    return out
+
+
+def not_events(lines: pl.Series, is_event: pl.Series, known: str) -> int:
+    """Lines that are neither events, blank, nor match `known` (headers, markers)."""
+    other = ~is_event & (lines.str.strip_chars() != "") & ~lines.str.contains(known)
+    return int(other.sum())
+
+
+# --- the "task-pid [cpu] ts: event:" prefix (trace-cmd report and the kernel's own text) ----------
+# The comm may hold spaces and dashes: the pid is the number after the last dash before the CPU
+# column. The kernel adds "(tgid)" with the record-tgid option and the latency column ("d..2.",
+# four characters before 5.x) unless irq-info is off.
+TASK_PREFIX = (
+    r"^\s*(?P<comm>.*?)-(?P<pid>-?\d+)\s+(?:\(\s*(?P<tgid>[-\d]+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"(?:(?P<lat>[.dDbX][.nNpPlLbB][.hHsSzZ][.0-9a-f][.0-9a-f]?)\s+)?"
+    r"(?P<ts>\d+(?:\.\d+)?):\s+(?P<event>[\w:-]+):\s?(?P<rest>.*)$"
+)
+
+
+def prefixed_events(lines: pl.Series, prefix: str = TASK_PREFIX) -> tuple[pl.DataFrame, pl.Series]:
+    """Events of "task-pid [cpu] (lat) ts: event: text" lines, and which lines are events."""
+    frame = pl.DataFrame({"l": lines}).with_row_index("line").select(
+        pl.col("line"), pl.col("l").str.extract_groups(prefix)).unnest("l")
+    is_event = frame["ts"].is_not_null()
+    ev = frame.filter(is_event)
+    flags, preempt = latency_columns(pl.col("lat"))
+    comm = pl.col("comm").str.strip_chars()
+    ev = ev.with_columns(
+        pl.col("event").str.extract(r"^(.+):", 1).alias("system"),
+        pl.col("event").str.replace(r"^.+:", ""),
+    ).with_columns(
+        pl.coalesce(pl.col("system"), pl.col("event").replace_strict(plugins.SYSTEMS, default=None)),
+        ts_to_ns(pl.col("ts")).alias("ts"),
+        pl.col("cpu").cast(pl.Int32),
+        pl.col("pid").cast(pl.Int32),
+        pl.when(comm == "<...>").then(None).otherwise(comm).alias("comm"),
+        flags.alias("flags"),
+        preempt.alias("preempt_count"),
+    )
+    return ev.select("line", "ts", "cpu", "pid", "comm", "system", "event", "flags", "preempt_count",
+                     "rest"), is_event
