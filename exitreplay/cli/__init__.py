@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Modules that add commands to `app` when imported.
-COMMAND_MODULES = ["ingest", "analyze", "synth"]
+COMMAND_MODULES = ["ingest", "analyze", "synth", "report"]
 
 
 def _load_commands() -> None:

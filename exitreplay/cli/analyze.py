@@ -49,6 +49,7 @@ def analyze(
     end: str = typer.Option(None, "--to", help="End, from the first event."),
     fmt: str = typer.Option("table", "--format", "-f", help=f"Output: {', '.join(FORMATS)}."),
     output: Path = typer.Option(None, "-o", "--output", help="Write the output to a file."),
+    charts_dir: Path = typer.Option(None, "--charts", help="Also write every chart (PNG and HTML) here."),
 ) -> None:
     """Replay state-deferral policies on the trace's exits: operations run and avoided, cycles saved, exposure.
 
@@ -65,6 +66,12 @@ def analyze(
         render_table(report, console)
     else:
         emit(render(report, fmt), str(output) if output else None)
+    if charts_dir is not None:
+        from .report import write_charts
+
+        if report.episodes.height == 0:
+            raise UsageError("no exits in this trace: nothing to chart")
+        write_charts(report, charts_dir, trace.name)
 
 
 @app.command()
