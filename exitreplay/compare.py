@@ -1,7 +1,10 @@
 """compare: the same metrics for many traces, deltas against a reference, CI gates.
 
 Traces are analyzed in parallel processes; each result (a small summary, not the episodes) is
-cached by the file's content hash and the policy/cost options, so a second run is immediate.
+cached by the file's content hash, the policy/cost file contents and the code, so a second run is
+immediate. Metric names: the headline ones (`exits_per_s`, `p99_ns`, ...), `<metric>:<reason>`
+for a reason (`exits:hlt`, `share:hlt`, `p99_ns:hlt`) and `<policy>:<metric>` for a policy
+(`ist-off:saved_cycles`). docs/compare.md lists them.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,19 @@ from .errors import ExitReplayError, UsageError
 from .gate import Gate
 
 TRACE_SUFFIXES = (".dat", ".txt", ".trace", ".report", ".perf")
-LATENCY_SAMPLE = 20_000  # per reason, for the significance tests
+LATENCY_SAMPLE = 20_000  # per reason and overall, for the significance tests
+HEADLINE = ("events", "exits", "exits_per_s", "exit_time_ns", "p50_ns", "p90_ns", "p99_ns", "mean_ns")
+LATENCY_METRICS = ("p50_ns", "p90_ns", "p99_ns", "mean_ns")
+REASON_METRICS = ("exits", "share", *LATENCY_METRICS)
+# Report.policies column -> compare metric suffix.
+POLICY_METRICS = {
+    "vmload_vmsave_avoided": "vmload_vmsave_avoided", "ops_avoided": "ops_avoided",
+    "saved_cycles_low": "saved_cycles_low", "saved_cycles_typical": "saved_cycles",
+    "saved_cycles_high": "saved_cycles_high", "share_of_exit_time_pct": "share_of_exit_time_pct",
+    "syncs": "syncs", "mean_exits_between_syncs": "exits_per_sync", "ist_off_ns": "ist_off_ns",
+    "guest_state_live_ns": "guest_state_live_ns",
+}
+ALL = "*"  # key of the all-reasons latency sample
 
 
 @dataclasses.dataclass
@@ -31,7 +47,7 @@ class TraceResult:
     path: str
     metrics: dict[str, float | None]
     reasons: dict[str, int]
-    latencies: dict[str, np.ndarray]  # per reason, a sample of exit->entry ns
+    latencies: dict[str, np.ndarray]  # a sample of exit->entry ns per reason, and ALL
     policies: list[dict]
     warnings: list[str]
     cached: bool = False
@@ -41,44 +57,113 @@ class TraceResult:
 @dataclasses.dataclass
 class Comparison:
     table: pl.DataFrame  # one row per trace
-    deltas: pl.DataFrame  # label, metric, value, ref, abs, rel, p_value
+    deltas: pl.DataFrame  # label, metric, value, ref, abs, rel, p_value, p_slower
     reference: str | None
     results: list[TraceResult]
     gate_failures: list[str]
+    errors: list[str] = dataclasses.field(default_factory=list)  # traces that could not be analyzed
 
     def to_dict(self) -> dict[str, Any]:
         return {"reference": self.reference, "traces": self.table.to_dicts(), "deltas": self.deltas.to_dicts(),
-                "gate_failures": self.gate_failures}
+                "gate_failures": self.gate_failures, "errors": self.errors}
+
+
+def _unique_labels(paths: list[str]) -> list[str]:
+    """Base names, or as many trailing path parts as it takes to tell equal base names apart."""
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    labels = [p[-1] for p in parts]
+    depth = 1
+    while len(set(labels)) < len(labels) and depth < max(len(p) for p in parts):
+        depth += 1
+        dup = {lab for lab in labels if labels.count(lab) > 1}
+        labels = [os.path.join(*p[-depth:]) if lab in dup else lab for lab, p in zip(labels, parts)]
+    return labels
 
 
 def expand(inputs: Sequence[str], labels: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """TRACE, DIR or GLOB arguments plus NAME=PATH labels -> [(label, path)]."""
-    out: list[tuple[str, str]] = []
+    """TRACE, DIR or GLOB arguments plus NAME=PATH labels -> [(label, path)], in the order given."""
+    paths: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
-            files = sorted(str(p) for p in Path(item).iterdir() if p.is_file() and p.suffix in TRACE_SUFFIXES)
+            files = sorted(str(p) for p in Path(item).iterdir()
+                           if p.is_file() and not p.name.startswith(".") and p.suffix in TRACE_SUFFIXES)
+            if not files:
+                raise UsageError(f"{item}: no trace files in this directory (looked for {', '.join(TRACE_SUFFIXES)})")
         elif any(ch in item for ch in "*?["):
-            files = sorted(glob.glob(item))
+            files = sorted(f for f in glob.glob(item, recursive=True) if os.path.isfile(f))
+            if not files:
+                raise UsageError(f"{item}: no file matches")
         else:
             files = [item]
-        if not files:
-            raise UsageError(f"{item}: no trace files there")
-        out += [(os.path.basename(f), f) for f in files]
+        paths += files
+    named: dict[str, str] = {}
     for lab in labels:
         name, sep, path = lab.partition("=")
         if not sep or not name or not path:
             raise UsageError(f"--label {lab!r}: use NAME=PATH")
-        out.append((name, path))
-    seen = set()
+        if name in named:
+            raise UsageError(f"--label {name!r} given twice")
+        named[name] = path
+    # The same file twice (a glob and its own name, or a --label for a listed file) is one trace.
+    seen, unique = set(), []
+    labelled = {os.path.realpath(p) for p in named.values()}
+    for p in paths:
+        rp = os.path.realpath(p)
+        if rp not in seen and rp not in labelled:
+            seen.add(rp)
+            unique.append(p)
+    out = list(zip(_unique_labels(unique), unique)) + list(named.items())
+    taken: set[str] = set()
     for name, _ in out:
-        if name in seen:
+        if name in taken:
             raise UsageError(f"two traces are labelled {name!r}: use --label NAME=PATH")
-        seen.add(name)
+        taken.add(name)
     return out
 
 
+def _quantiles(lat: pl.Series) -> dict[str, float | None]:
+    if not lat.len():
+        return {m: None for m in LATENCY_METRICS}
+    return {"p50_ns": float(lat.quantile(0.5, "nearest")), "p90_ns": float(lat.quantile(0.9, "nearest")),
+            "p99_ns": float(lat.quantile(0.99, "nearest")), "mean_ns": float(lat.mean())}
+
+
+def _sample(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return values if values.size <= LATENCY_SAMPLE else rng.choice(values, LATENCY_SAMPLE, replace=False)
+
+
+def summarize(report, label: str, path: str) -> TraceResult:
+    """What compare keeps of one Report: flat metrics and latency samples."""
+    s = report.summary
+    ep = report.episodes
+    lat = ep["latency_ns"].drop_nulls() if ep.height else pl.Series([], dtype=pl.Int64)
+    metrics: dict[str, float | None] = {"events": s["events"], "exits": s["exits"], "exits_per_s": s["exits_per_s"],
+                                        "exit_time_ns": s["exit_time_ns"], **_quantiles(lat)}
+    reasons: dict[str, int] = {}
+    for row in report.latency.to_dicts() if report.latency.height else []:
+        reason = row["reason"]
+        reasons[reason] = row["exits"]
+        metrics[f"exits:{reason}"] = row["exits"]
+        metrics[f"share:{reason}"] = row["exits_pct"]
+        for m in LATENCY_METRICS:
+            metrics[f"{m}:{reason}"] = row[m]
+    for row in report.policies.to_dicts():
+        for col, suffix in POLICY_METRICS.items():
+            metrics[f"{row['policy']}:{suffix}"] = row.get(col)
+    # A fixed seed: the same trace gives the same sample, so cached and fresh results agree.
+    rng = np.random.default_rng(0)
+    samples = {}
+    timed = ep.filter(pl.col("latency_ns").is_not_null()) if ep.height else ep
+    if timed.height:
+        samples[ALL] = _sample(timed["latency_ns"].to_numpy(), rng)
+        for (reason,), grp in timed.group_by("reason"):
+            samples[reason] = _sample(grp["latency_ns"].to_numpy(), rng)
+    return TraceResult(label, path, metrics, reasons, samples, report.policies.to_dicts(), report.warnings)
+
+
 def _summarize(label: str, path: str, options: dict) -> TraceResult:
-    """Worker: read and analyze one trace; keep only what compare needs."""
+    """Worker: read and analyze one trace. Errors come back as text so one bad file does not
+    stop a batch (and a worker never prints a traceback)."""
     from .analysis import analyze
     from .reader import read_trace
 
@@ -86,45 +171,134 @@ def _summarize(label: str, path: str, options: dict) -> TraceResult:
         tr = read_trace(path)
         r = analyze(tr, options.get("policies") or None, options.get("costs"), options.get("baseline"),
                     cpu_mhz=options.get("cpu_mhz"))
+        return summarize(r, label, path)
     except ExitReplayError as exc:
         return TraceResult(label, path, {}, {}, {}, [], [], error=str(exc))
-    s = r.summary
-    ep = r.episodes
-    lat = ep["latency_ns"].drop_nulls() if ep.height else pl.Series([], dtype=pl.Int64)
-    metrics: dict[str, float | None] = {
-        "events": s["events"], "exits": s["exits"], "exits_per_s": s["exits_per_s"],
-        "exit_time_ns": s["exit_time_ns"],
-        "p50_ns": float(lat.quantile(0.5, "nearest")) if lat.len() else None,
-        "p90_ns": float(lat.quantile(0.9, "nearest")) if lat.len() else None,
-        "p99_ns": float(lat.quantile(0.99, "nearest")) if lat.len() else None,
-        "mean_ns": float(lat.mean()) if lat.len() else None,
-    }
-    for row in r.policies.to_dicts():
-        p = row["policy"]
-        metrics[f"{p}:saved_cycles"] = row["saved_cycles_typical"]
-        metrics[f"{p}:vmload_vmsave_avoided"] = row["vmload_vmsave_avoided"]
-        metrics[f"{p}:ist_off_ns"] = row["ist_off_ns"]
-        metrics[f"{p}:exits_per_sync"] = row["mean_exits_between_syncs"]
-    reasons = dict(r.latency.select("reason", "exits").iter_rows()) if r.latency.height else {}
-    for reason, n in reasons.items():
-        metrics[f"exits:{reason}"] = n
-        metrics[f"share:{reason}"] = n / s["exits"] * 100 if s["exits"] else None
-    rng = np.random.default_rng(0)
-    samples = {}
-    if ep.height:
-        for reason, grp in ep.filter(pl.col("latency_ns").is_not_null()).group_by("reason"):
-            v = grp["latency_ns"].to_numpy()
-            samples[reason[0]] = v if v.size <= LATENCY_SAMPLE else rng.choice(v, LATENCY_SAMPLE, replace=False)
-    return TraceResult(label, path, metrics, reasons, samples, r.policies.to_dicts(), r.warnings)
+    except Exception as exc:  # noqa: BLE001 - a reader/analysis bug on one file, reported as that file's error
+        return TraceResult(label, path, {}, {}, {}, [], [],
+                           error=f"{path}: cannot analyze ({type(exc).__name__}: {exc}; please report this)")
 
 
-def _significance(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Two-sided Mann-Whitney U p-value of two latency samples (None when too small to say)."""
-    if a.size < 8 or b.size < 8:
-        return None
+def _significance(a: np.ndarray | None, b: np.ndarray | None) -> tuple[float | None, float | None]:
+    """(two-sided Mann-Whitney U p-value, P(a random exit of `a` is slower than one of `b`)).
+
+    None when either sample is too small to say anything (fewer than 8 exits).
+    """
+    if a is None or b is None or a.size < 8 or b.size < 8:
+        return None, None
     from scipy.stats import mannwhitneyu
 
-    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    res = mannwhitneyu(a, b, alternative="two-sided")
+    return float(res.pvalue), float(res.statistic) / (a.size * b.size)
+
+
+def _check_options(policies, baseline, costs) -> None:
+    """Bad policy/cost arguments fail once, here, not once per trace in the workers."""
+    from .replay.costs import load_costs
+    from .replay.policy import load_policy
+
+    for p in [*(policies or []), *([baseline] if baseline else [])]:
+        load_policy(p)
+    load_costs(costs or "epyc")
+
+
+def _analyze_all(todo, options, jobs, progress, done, total) -> dict[str, TraceResult]:
+    out: dict[str, TraceResult] = {}
+
+    def tick(res: TraceResult) -> None:
+        nonlocal done
+        out[res.label] = res
+        done += 1
+        if progress:
+            progress(done, total)
+
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+    if workers == 1:
+        for lab, p in todo:
+            tick(_summarize(lab, p, options))
+        return out
+    # spawn, not fork: forking a process whose Polars/Arrow thread pools are running can leave a
+    # child waiting forever on a lock held by a thread that was not copied.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futs = {pool.submit(_summarize, lab, p, options): (lab, p) for lab, p in todo}
+        for f in as_completed(futs):
+            lab, p = futs[f]
+            try:
+                res = f.result()
+            except BrokenProcessPool:
+                res = TraceResult(lab, p, {}, {}, {}, [], [],
+                                  error=f"{p}: the worker analyzing it died (out of memory?)")
+            tick(res)
+    return out
+
+
+def _filled(r: TraceResult, reasons: set[str]) -> dict[str, float | None]:
+    """A reason this trace never exits for has 0 exits and a 0% share (and no latency)."""
+    m = dict(r.metrics)
+    for reason in reasons:
+        m.setdefault(f"exits:{reason}", 0)
+        m.setdefault(f"share:{reason}", 0.0)
+    return m
+
+
+def _metric_order(names: set[str]) -> list[str]:
+    def rank(m: str) -> tuple:
+        if m in HEADLINE:
+            return (0, HEADLINE.index(m), "")
+        head, _, tail = m.partition(":")
+        if head in REASON_METRICS:
+            return (1, tail, REASON_METRICS.index(head))
+        return (2, head, tail)
+    return sorted(names, key=rank)
+
+
+def _deltas(ordered: list[TraceResult], base: TraceResult, filled: dict[str, dict], names: list[str]
+            ) -> pl.DataFrame:
+    rows = []
+    for r in ordered:
+        if r is base or r.error:
+            continue
+        mine, ref_m = filled[r.label], filled[base.label]
+        for m in names:
+            v, rv = mine.get(m), ref_m.get(m)
+            if v is None and rv is None:
+                continue
+            head, _, tail = m.partition(":")
+            p_value = p_slower = None
+            if head in LATENCY_METRICS:
+                key = tail or ALL
+                p_value, p_slower = _significance(r.latencies.get(key), base.latencies.get(key))
+            rows.append({"label": r.label, "metric": m, "value": v, "ref": rv,
+                         "abs": None if v is None or rv is None else v - rv,
+                         "rel": None if v is None or not rv else (v - rv) / abs(rv),
+                         "p_value": p_value, "p_slower": p_slower})
+    schema = {"label": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64, "ref": pl.Float64, "abs": pl.Float64,
+              "rel": pl.Float64, "p_value": pl.Float64, "p_slower": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _gates(gates: Sequence[Gate], ordered: list[TraceResult], base: TraceResult, filled: dict[str, dict]
+           ) -> list[str]:
+    known = set().union(*(filled[r.label] for r in ordered if not r.error))
+    failures = []
+    for g in gates:
+        if g.metric not in known:
+            raise UsageError(f"--fail-if {g.text!r}: no metric {g.metric!r} in these results "
+                             f"(e.g. {', '.join(HEADLINE)}; docs/compare.md lists them all)")
+        for r in ordered:
+            # A change against the reference is always 0 for the reference itself.
+            if r.error or (r is base and g.mode != "value"):
+                continue
+            v, rv = filled[r.label].get(g.metric), filled[base.label].get(g.metric)
+            trip = g.check(v, rv)
+            if trip is None:
+                why = "no value" if v is None else "no reference value" if rv is None else "reference is 0"
+                failures.append(f"{r.label}: {g.text}: cannot be evaluated ({why})")
+            elif trip:
+                failures.append(f"{r.label}: {g.text} (value {v:g}" + ("" if g.mode == "value" else
+                                                                       f", reference {rv:g}") + ")")
+    return failures
 
 
 def compare(traces: Sequence[tuple[str, str]], *, policies: Sequence[str] | None = None,
@@ -132,93 +306,66 @@ def compare(traces: Sequence[tuple[str, str]], *, policies: Sequence[str] | None
             reference: str | None = None, gates: Sequence[Gate] = (), jobs: int | None = None,
             cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
             progress: Callable[[int, int], None] | None = None) -> Comparison:
+    """Analyze every (label, path), tabulate, and compare each with the reference (default: the
+    first trace that could be read and has exits). Traces that fail are listed in `errors`; if all
+    fail, or the reference does, it raises."""
     if not traces:
         raise UsageError("no traces to compare")
+    labels = [lab for lab, _ in traces]
+    if reference is not None and reference not in labels:
+        raise UsageError(f"--reference {reference!r} is not one of the labels: {', '.join(labels)}")
     for _, p in traces:
         if not os.path.exists(p):
             raise UsageError(f"{p}: no such file")
+        if os.path.isdir(p):
+            raise UsageError(f"{p}: is a directory")
+    if jobs is not None and jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    _check_options(policies, baseline, costs)
     options = {"policies": list(policies or []), "baseline": baseline, "costs": costs, "cpu_mhz": cpu_mhz}
     cdir = Path(cache_dir) if cache_dir else cache_mod.default_dir()
     results: dict[str, TraceResult] = {}
-    todo = []
-    keys = {}
+    todo, keys = [], {}
     for label, path in traces:
-        k = cache_mod.key(path, options)
-        keys[label] = k
+        keys[label] = k = cache_mod.key(path, options, cdir)
         hit = cache_mod.load(cdir, k) if use_cache else None
-        if hit is not None:
+        if isinstance(hit, TraceResult):
             hit.label, hit.path, hit.cached = label, path, True
             results[label] = hit
         else:
             todo.append((label, path))
-    done = len(results)
     if progress:
-        progress(done, len(traces))
+        progress(len(results), len(traces))
     if todo:
-        workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-        if workers == 1:
-            outs = (_summarize(lab, p, options) for lab, p in todo)
-            for res in outs:
-                results[res.label] = res
-                done += 1
-                if progress:
-                    progress(done, len(traces))
-        else:
-            # spawn, not fork: forking a process whose Polars/Arrow thread pools are running can
-            # leave a child waiting forever on a lock held by a thread that was not copied.
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futs = [pool.submit(_summarize, lab, p, options) for lab, p in todo]
-                for f in as_completed(futs):
-                    res = f.result()
-                    results[res.label] = res
-                    done += 1
-                    if progress:
-                        progress(done, len(traces))
-        for lab, _ in todo:
-            if results[lab].error is None and use_cache:
-                cache_mod.store(cdir, keys[lab], results[lab])
-    ordered = [results[lab] for lab, _ in traces]
-    failed = [r for r in ordered if r.error]
-    if failed and len(failed) == len(ordered):
-        raise ExitReplayError("; ".join(r.error for r in failed))
+        fresh = _analyze_all(todo, options, jobs, progress, len(results), len(traces))
+        results.update(fresh)
+        for lab, res in fresh.items():
+            if res.error is None and use_cache:
+                cache_mod.store(cdir, keys[lab], res)
+    return tabulate([results[lab] for lab in labels], reference, gates)
 
-    rows = []
-    for r in ordered:
-        rows.append({"label": r.label, "path": r.path, "cached": r.cached, "error": r.error,
-                     **{k: v for k, v in r.metrics.items()}})
+
+def tabulate(ordered: list[TraceResult], reference: str | None = None, gates: Sequence[Gate] = ()) -> Comparison:
+    """The table, the deltas against the reference (default: the first good result with exits) and
+    the gates."""
+    errors = [r.error for r in ordered if r.error]
+    ok = [r for r in ordered if not r.error]
+    if not ok:
+        raise ExitReplayError("no trace could be analyzed: " + "; ".join(errors))
+    by_label = {r.label: r for r in ordered}
+    if reference is not None and reference not in by_label:
+        raise UsageError(f"--reference {reference!r} is not one of the labels: {', '.join(by_label)}")
+    # A trace without exits makes a poor yardstick (every change against it is undefined).
+    ref = reference or next((r.label for r in ok if r.metrics.get("exits")), ok[0].label)
+    base = by_label[ref]
+    if base.error:
+        raise ExitReplayError(f"the reference trace could not be analyzed: {base.error}")
+
+    all_reasons = set().union(*(r.reasons for r in ok))
+    filled = {r.label: _filled(r, all_reasons) if not r.error else {} for r in ordered}
+    names = _metric_order(set().union(*(filled[r.label] for r in ok)))
+    rows = [{"label": r.label, "path": r.path, "cached": r.cached, "error": r.error,
+             **{m: filled[r.label].get(m) for m in names}} for r in ordered]
     table = pl.DataFrame(rows, infer_schema_length=None)
-    ref = reference or ordered[0].label
-    if ref not in results:
-        raise UsageError(f"--reference {ref!r} is not one of the labels: {', '.join(results)}")
-    base = results[ref]
-    drows = []
-    gate_failures = []
-    for r in ordered:
-        if r.label == ref or r.error:
-            continue
-        for m, v in r.metrics.items():
-            rv = base.metrics.get(m)
-            p_value = None
-            if m.startswith("exits:"):
-                reason = m.split(":", 1)[1]
-                if reason in r.latencies and reason in base.latencies:
-                    p_value = _significance(r.latencies[reason], base.latencies[reason])
-            elif m in ("p50_ns", "p90_ns", "p99_ns", "mean_ns"):
-                a = np.concatenate(list(r.latencies.values())) if r.latencies else np.empty(0)
-                b = np.concatenate(list(base.latencies.values())) if base.latencies else np.empty(0)
-                p_value = _significance(a, b)
-            drows.append({"label": r.label, "metric": m, "value": v, "ref": rv,
-                          "abs": None if v is None or rv is None else v - rv,
-                          "rel": None if v is None or not rv else (v - rv) / abs(rv), "p_value": p_value})
-        for g in gates:
-            trip = g.check(r.metrics.get(g.metric), base.metrics.get(g.metric))
-            if trip is None and g.metric not in r.metrics:
-                gate_failures.append(f"{r.label}: metric {g.metric!r} not available")
-            elif trip:
-                gate_failures.append(f"{r.label}: {g.text} (value {r.metrics.get(g.metric)}, "
-                                     f"reference {base.metrics.get(g.metric)})")
-    schema = {"label": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64, "ref": pl.Float64, "abs": pl.Float64,
-              "rel": pl.Float64, "p_value": pl.Float64}
-    deltas = pl.DataFrame(drows, schema=schema) if drows else pl.DataFrame(schema=schema)
-    return Comparison(table, deltas, ref, ordered, gate_failures)
+    deltas = _deltas(ordered, base, filled, names)
+    return Comparison(table, deltas, ref, ordered, _gates(gates, ordered, base, filled), errors)

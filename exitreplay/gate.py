@@ -1,7 +1,8 @@
 """`--fail-if "METRIC[.abs|.rel] OP VALUE[%]"`: CI gates on compare results.
 
 `exits_per_s.rel > 5%` fails when a trace has more than 5% more exits per second than the
-reference; `p99_ns > 20000` compares the value itself; `.abs` compares the absolute difference.
+reference; `p99_ns > 20000` compares the value itself (for every trace, the reference too);
+`.abs` compares the difference from the reference.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from .errors import UsageError
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
        "!=": operator.ne}
-GATE_RE = re.compile(r"^\s*([\w:.\-]+?)(?:\.(abs|rel))?\s*(>=|<=|==|!=|>|<)\s*(-?[\d.]+(?:e-?\d+)?)\s*(%?)\s*$")
+NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+GATE_RE = re.compile(rf"^\s*([\w:.\-]+?)(?:\.(abs|rel))?\s*(>=|<=|==|!=|>|<)\s*({NUMBER})\s*(%?)\s*$")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,160 +1,204 @@
 """`exitreplay compare`, `exitreplay chart` and `exitreplay report`."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
 import typer
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..analysis import analyze as run_analysis
 from ..compare import compare as run_compare
 from ..compare import expand
 from ..errors import UsageError
 from ..gate import parse_gate
-from ..report import charts
-from ..report.export import save
+from ..report import charts, compare_tables
+from ..report.export import EXTENSIONS, save
 from ..report.html import write_report
 from . import app
-from .common import console, emit, load, progress_bar
+from .common import console, emit, err_console, load
 
 COMPARE_FORMATS = ("table", "json", "csv", "parquet", "markdown")
-HEADLINE = ["events", "exits", "exits_per_s", "p50_ns", "p90_ns", "p99_ns"]
+CHART_KINDS = ", ".join(charts.KINDS)
 
 
-def _reports(traces: list[str], policy, baseline, cost_profile):
+@contextlib.contextmanager
+def trace_progress(total: int) -> Iterator:
+    """One bar for the whole batch, counting traces (on a terminal only)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with Progress(TextColumn("analyzing traces"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as prog:
+        task = prog.add_task("traces", total=total)
+        yield lambda done, tot: prog.update(task, completed=done, total=tot)
+
+
+def _check_output(path: Path) -> None:
+    if os.path.splitext(str(path))[1].lower() not in EXTENSIONS:
+        raise UsageError(f"{path}: unknown chart file type (use {', '.join(EXTENSIONS)})")
+
+
+def _reports(traces: list[str], policy, baseline, cost_profile, cpu_mhz=None):
     pairs = expand(traces)
-    return [lab for lab, _ in pairs], [run_analysis(load(p), policy or None, cost_profile, baseline)
+    for _, p in pairs:
+        if not os.path.exists(p):
+            raise UsageError(f"{p}: no such file")
+    return [lab for lab, _ in pairs], [run_analysis(load(p), policy or None, cost_profile, baseline, cpu_mhz=cpu_mhz)
                                        for _, p in pairs]
+
+
+def _sibling(output: Path, part: str) -> Path:
+    """out.parquet -> out.deltas.parquet."""
+    return output.with_name(f"{output.stem}.{part}{output.suffix}")
+
+
+def write_compare_charts(cmp, out_dir: Path) -> list[Path]:
+    """compare --charts DIR: the reason mix, savings per policy and (two traces or more) the deltas."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = {"reasons": charts.mix(cmp), "savings": charts.savings(cmp)}
+    if cmp.deltas.height:
+        made["deltas"] = charts.deltas(cmp.deltas, cmp.reference)
+    written = []
+    for name, c in made.items():
+        for ext in (".png", ".html"):
+            save(c, out_dir / f"{name}{ext}")
+            written.append(out_dir / f"{name}{ext}")
+    return written
 
 
 @app.command()
 def compare(
     traces: list[str] = typer.Argument(None, help="Trace files, directories or globs."),
-    label: list[str] = typer.Option(None, "--label", help="NAME=PATH (repeat)."),
+    label: list[str] = typer.Option(None, "--label", help="NAME=PATH: a trace under a name of your choice (repeat)."),
     policy: list[str] = typer.Option(None, "--policy", "-p", help="Policies (default: the built-ins fitting each trace)."),
     baseline: str = typer.Option(None, "--baseline", help="Baseline policy."),
     cost_profile: str = typer.Option("epyc", "--cost-profile", help="Cost profile name or .toml."),
+    cpu_mhz: float = typer.Option(None, "--cpu-mhz", help="CPU frequency for cycles<->time."),
     reference: str = typer.Option(None, "--reference", help="Label of the reference trace (default: the first)."),
-    fail_if: list[str] = typer.Option(None, "--fail-if", help="CI gate, e.g. 'exits_per_s.rel > 5%' (repeat)."),
+    fail_if: list[str] = typer.Option(None, "--fail-if", help="CI gate 'METRIC[.rel|.abs] OP VALUE[%]', e.g. "
+                                      "'exits_per_s.rel > 5%' (repeat); exit status 1 when one trips."),
     jobs: int = typer.Option(None, "--jobs", "-j", help="Parallel processes (default: CPU count)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Analyze again even if cached."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Results cache (default: $EXITREPLAY_CACHE, "
+                                   "$XDG_CACHE_HOME/exitreplay or ~/.cache/exitreplay)."),
     fmt: str = typer.Option("table", "--format", "-f", help=f"Output: {', '.join(COMPARE_FORMATS)}."),
-    output: Path = typer.Option(None, "-o", "--output", help="Output file (required for parquet)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Output file (required for parquet; csv and "
+                                "parquet also write OUT.deltas.EXT)."),
     charts_dir: Path = typer.Option(None, "--charts", help="Also write charts (PNG, HTML) into this directory."),
 ) -> None:
-    """Compare traces: exits/s, reason mix, latency percentiles, savings per policy; deltas vs a reference.
+    """Compare traces: exits/s, reason mix, latency percentiles, savings and exposure per policy; deltas
+    against a reference with Mann-Whitney tests on latencies; CI gates.
 
     Example: exitreplay compare sample_traces/svm-*.dat --reference svm-idle.v7.dat --fail-if 'exits_per_s.rel > 5%'
     """
     if fmt not in COMPARE_FORMATS:
         raise UsageError(f"unknown --format {fmt!r} (choose from {', '.join(COMPARE_FORMATS)})")
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet needs -o FILE")
     gates = [parse_gate(g) for g in (fail_if or [])]
     pairs = expand(traces or [], label or [])
-    with progress_bar("analyzing traces", len(pairs)) as cb:
-        cmp = run_compare(pairs, policies=policy, baseline=baseline, costs=cost_profile, reference=reference,
-                          gates=gates, jobs=jobs, use_cache=not no_cache, progress=cb)
-    wide = cmp.table
+    with trace_progress(len(pairs)) as cb:
+        cmp = run_compare(pairs, policies=policy, baseline=baseline, costs=cost_profile, cpu_mhz=cpu_mhz,
+                          reference=reference, gates=gates, jobs=jobs, cache_dir=cache_dir, use_cache=not no_cache,
+                          progress=cb)
+    out = str(output) if output else None
     if fmt == "table" and output is None:
-        t = Table(title=f"traces (reference: {cmp.reference})", title_justify="left")
-        cols = ["label"] + [c for c in HEADLINE if c in wide.columns] + sorted(
-            c for c in wide.columns if c.endswith(":saved_cycles"))
-        for c in cols:
-            t.add_column(c, justify="left" if c == "label" else "right")
-        for row in wide.iter_rows(named=True):
-            t.add_row(*[("-" if row[c] is None else f"{row[c]:,.0f}" if isinstance(row[c], float) else str(row[c]))
-                        for c in cols])
-        console.print(t)
-        d = cmp.deltas.filter(pl.col("metric").is_in(HEADLINE) | pl.col("metric").str.starts_with("exits:"))
-        if d.height:
-            dt = Table(title="deltas against the reference", title_justify="left")
-            for c in ("label", "metric", "value", "ref", "abs", "rel", "p_value"):
-                dt.add_column(c, justify="left" if c in ("label", "metric") else "right")
-            for row in d.iter_rows(named=True):
-                dt.add_row(row["label"], row["metric"], *[
-                    "-" if row[c] is None else (f"{row[c] * 100:+.1f}%" if c == "rel" else
-                                                f"{row[c]:.3g}" if c == "p_value" else f"{row[c]:,.0f}")
-                    for c in ("value", "ref", "abs", "rel", "p_value")])
-            console.print(dt)
-        for r in cmp.results:
-            if r.error:
-                console.print(f"[red]error:[/red] {r.error}")
+        compare_tables.print_tables(cmp, console)
+    elif fmt == "table":
+        from rich.console import Console
+
+        with open(output, "w") as fh:
+            compare_tables.print_tables(cmp, Console(file=fh, width=220, force_terminal=False))
     elif fmt == "parquet":
-        if output is None:
-            raise UsageError("--format parquet needs -o FILE")
-        wide.write_parquet(output)
-        cmp.deltas.write_parquet(str(output).replace(".parquet", "") + ".deltas.parquet")
+        cmp.table.write_parquet(output)
+        cmp.deltas.write_parquet(_sibling(output, "deltas"))
     elif fmt == "json":
-        emit(json.dumps(cmp.to_dict(), indent=2, default=str), str(output) if output else None)
+        emit(json.dumps(cmp.to_dict(), indent=2, default=str), out)
     elif fmt == "csv":
-        emit(wide.write_csv(), str(output) if output else None)
+        emit(cmp.table.write_csv(), out)
+        if output is not None:
+            cmp.deltas.write_csv(_sibling(output, "deltas"))
     else:
-        cols = ["label"] + [c for c in HEADLINE if c in wide.columns]
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in wide.iter_rows(named=True)]
-        emit("\n".join(lines), str(output) if output else None)
+        emit(compare_tables.markdown(cmp), out)
     if charts_dir:
-        charts_dir.mkdir(parents=True, exist_ok=True)
-        save(charts.deltas(cmp.deltas.filter(pl.col("metric").is_in(HEADLINE)), cmp.reference),
-             charts_dir / "deltas.html")
-        save(charts.deltas(cmp.deltas.filter(pl.col("metric").is_in(HEADLINE)), cmp.reference),
-             charts_dir / "deltas.png")
+        write_compare_charts(cmp, charts_dir)
+    for f in cmp.gate_failures:
+        typer.echo(f"exitreplay: gate failed: {f}", err=True)
+    for e in cmp.errors:
+        typer.echo(f"exitreplay: error: {e}", err=True)
+    if cmp.errors:
+        sys.exit(2)  # an unreadable trace is bad input, whatever the gates said
     if cmp.gate_failures:
-        for f in cmp.gate_failures:
-            typer.echo(f"exitreplay: gate failed: {f}", err=True)
         sys.exit(1)
 
 
 @app.command()
 def chart(
-    traces: list[str] = typer.Argument(..., help="Trace files."),
-    kind: str = typer.Option(..., "--kind", "-k", help=f"One of: {', '.join(k for k in charts.KINDS if k != 'deltas')}."),
+    traces: list[str] = typer.Argument(..., help="Trace files (directories and globs too)."),
+    kind: str = typer.Option(..., "--kind", "-k", help=f"One of: {CHART_KINDS} (deltas: two traces or more)."),
     output: Path = typer.Option(..., "-o", "--output", help="FILE.html (interactive), .svg, .png or .json (Vega-Lite)."),
-    policy: list[str] = typer.Option(None, "--policy", "-p", help="Policies for the ops chart."),
+    policy: list[str] = typer.Option(None, "--policy", "-p", help="Policies to replay (the ops and window charts)."),
     baseline: str = typer.Option(None, "--baseline"),
     cost_profile: str = typer.Option("epyc", "--cost-profile"),
+    reference: str = typer.Option(None, "--reference", help="deltas: the reference label (default: the first)."),
+    png_scale: float = typer.Option(2.0, "--png-scale", help="PNG pixels per CSS pixel (1: smaller files)."),
 ) -> None:
-    """Draw one chart of one or more traces (rendered offline).
+    """Draw one chart of one or more traces (SVG and PNG are rendered offline).
 
     Example: exitreplay chart sample_traces/svm-mixed.v7zstd.dat --kind latency -o latency.png
     """
-    if kind not in charts.KINDS or kind == "deltas":
-        raise UsageError(f"unknown --kind {kind!r} (kinds: {', '.join(k for k in charts.KINDS if k != 'deltas')}; "
-                         "deltas come from compare --charts)")
-    labels, reports = _reports(traces, policy, baseline, cost_profile)
-    try:
-        c = charts.chart(kind, reports, labels)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    save(c, output)
+    if kind not in charts.KINDS:
+        raise UsageError(f"unknown --kind {kind!r} (kinds: {CHART_KINDS})")
+    _check_output(output)
+    if not 0.25 <= png_scale <= 8:
+        raise UsageError("--png-scale must be between 0.25 and 8")
+    if kind == "deltas":
+        pairs = expand(traces)
+        if len(pairs) < 2:
+            raise UsageError("--kind deltas compares traces: give two or more")
+        with trace_progress(len(pairs)) as cb:
+            cmp = run_compare(pairs, policies=policy, baseline=baseline, costs=cost_profile, reference=reference,
+                              progress=cb)
+        for e in cmp.errors:
+            typer.echo(f"exitreplay: error: {e}", err=True)
+        c = charts.deltas(cmp.deltas, cmp.reference)
+    else:
+        labels, reports = _reports(traces, policy, baseline, cost_profile)
+        if not any(r.episodes.height for r in reports):
+            raise UsageError(f"{', '.join(labels)}: no kvm_exit events: nothing to chart")
+        c = charts.chart(kind, reports, labels, **({"policies": policy} if kind == "window" and policy else {}))
+    save(c, output, png_scale=png_scale)
     console.print(f"wrote {output}")
 
 
 @app.command()
 def report(
-    traces: list[str] = typer.Argument(..., help="Trace files."),
+    traces: list[str] = typer.Argument(..., help="Trace files (directories and globs too)."),
     output: Path = typer.Option(..., "-o", "--output", help="report.html to write."),
     policy: list[str] = typer.Option(None, "--policy", "-p"),
     baseline: str = typer.Option(None, "--baseline"),
     cost_profile: str = typer.Option("epyc", "--cost-profile"),
+    cpu_mhz: float = typer.Option(None, "--cpu-mhz"),
 ) -> None:
-    """One self-contained HTML file (tables, warnings, interactive charts; opens with no network).
+    """One self-contained HTML file (summary, warnings, tables, interactive charts; opens with no network).
 
     Example: exitreplay report sample_traces/svm-syscall-heavy.v7.dat -o report.html
     """
-    labels, reports = _reports(traces, policy, baseline, cost_profile)
+    labels, reports = _reports(traces, policy, baseline, cost_profile, cpu_mhz)
     write_report(reports, output, labels)
     console.print(f"wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB)")
 
 
 def write_charts(report_obj, out_dir: Path, label: str) -> list[Path]:
-    """analyze --charts DIR: every chart kind as PNG and HTML."""
+    """analyze --charts DIR: every chart kind of one trace as PNG and HTML."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind in ("reasons", "latency", "ops", "timeline", "window"):
+    for kind in charts.TRACE_KINDS:
         c = charts.chart(kind, [report_obj], [label])
         for ext in (".png", ".html"):
             p = out_dir / f"{kind}{ext}"
