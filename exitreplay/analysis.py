@@ -5,6 +5,8 @@ No printing here: renderers (render.py, the charts) take the Report.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,13 +16,14 @@ from .episodes import Episodes, build_episodes
 from .errors import UsageError
 from .kvm import reasons
 from .replay.costs import LEVELS, CostProfile, load_costs
-from .replay.engine import PolicyResult, boundary_frame, replay, replay_nested
+from .replay.engine import PolicyResult, boundary_frame, replay_all, replay_nested
 from .replay.policy import OPERATIONS, Policy, builtin_policies, load_policy
-from .stats import latency_table
+from .stats import GroupIndex, latency_tables
 from .trace import Trace
 
 ISA_KEYS = {reasons.ISA_SVM: "svm", reasons.ISA_VMX: "vmx"}
 DEFAULT_BASELINE = {"svm": "kvm-today", "vmx": "vmx-uret"}
+PROGRESS_STEPS = 5
 
 
 @dataclasses.dataclass
@@ -39,9 +42,11 @@ class Report:
     costs: pl.DataFrame  # the cost profile with sources
     sensitivity: dict[str, Any]
     episodes: pl.DataFrame = dataclasses.field(repr=False)  # for charts; not serialized
+    latency_reason_vcpu: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)  # per vCPU and reason
+    latency_reason_vm: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)  # per VM and reason
 
-    TABLES = ("latency", "latency_vcpu", "latency_vm", "policies", "ops", "sync_causes", "savings_by_reason",
-              "savings_by_vcpu", "nested", "costs")
+    TABLES = ("latency", "latency_vcpu", "latency_vm", "latency_reason_vcpu", "latency_reason_vm", "policies",
+              "ops", "sync_causes", "savings_by_reason", "savings_by_vcpu", "nested", "costs")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"summary": self.summary, "warnings": self.warnings,
@@ -54,118 +59,158 @@ class Report:
 def _select_policies(policies: Sequence[str | Policy] | None, isa_key: str | None, has_nested: bool
                      ) -> list[Policy]:
     if policies:
-        return [p if isinstance(p, Policy) else load_policy(p) for p in policies]
-    out = []
-    for p in builtin_policies():
-        if p.nested != "none":
-            if has_nested:
+        out = [p if isinstance(p, Policy) else load_policy(p) for p in policies]
+    else:
+        out = []
+        for p in builtin_policies():
+            if p.nested != "none":
+                if has_nested:
+                    out.append(p)
+            elif isa_key is None or p.isa in (isa_key, "any"):
                 out.append(p)
-        elif isa_key is None or p.isa in (isa_key, "any"):
-            out.append(p)
-    return out
+    seen: dict[str, str] = {}
+    for p in out:
+        where = p.path or "built-in"
+        if p.name in seen and seen[p.name] != where:
+            raise UsageError(f"two policies are named {p.name!r} ({seen[p.name]} and {where}): rename one")
+        seen[p.name] = where
+    return list({p.name: p for p in out}.values())
 
 
-def analyze(trace: Trace, policies: Sequence[str | Policy] | None = None, costs: str | CostProfile | None = None,
-            baseline: str | Policy | None = None, *, vcpu: int | None = None, vm: int | None = None,
-            start_ns: int | None = None, end_ns: int | None = None, cpu_mhz: float | None = None,
-            tsc_mhz: float | None = None, progress: Callable[[int, int], None] | None = None) -> Report:
+def _positive(value: float | None, option: str) -> float | None:
+    if value is None:
+        return None
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"{option} must be a positive number of MHz, not {value:g}")
+    return float(value)
+
+
+def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] | None = None,
+            costs: str | CostProfile | None = None, baseline: str | Policy | None = None, *,
+            vcpu: int | None = None, vm: int | None = None, start_ns: int | None = None,
+            end_ns: int | None = None, cpu_mhz: float | None = None, tsc_mhz: float | None = None,
+            progress: Callable[[int, int], None] | None = None) -> Report:
     """Replay each policy on the trace's real exit sequence and compare it with the baseline.
 
-    start_ns/end_ns are offsets from the first event. cpu_mhz converts cycles to time (default:
-    the cost profile's); tsc_mhz converts raw x86-tsc timestamps to ns when the file has no
-    TSC2NSEC (default: cpu_mhz).
+    trace: a Trace or a path to read. policies: built-in names, .toml paths or Policy objects
+    (default: every built-in that fits the trace's ISA, plus the nested ones on nested traces).
+    costs: a cost profile name, .toml path or CostProfile (default: epyc). start_ns/end_ns are
+    offsets from the first event, in ns. cpu_mhz converts cycles to time (default: the cost
+    profile's); tsc_mhz converts raw x86-tsc timestamps to ns when the file has no TSC2NSEC
+    (default: cpu_mhz). progress(done, total) is called as the work advances.
     """
-    cost = costs if isinstance(costs, CostProfile) else load_costs(costs or "epyc")
-    mhz = float(cpu_mhz or cost.cpu_mhz)
-    if mhz <= 0:
-        raise UsageError("--cpu-mhz must be positive")
-    warnings = list(trace.meta.warnings)
-    if start_ns is not None or end_ns is not None:
-        t0 = trace.meta.first_ts or 0
-        trace = trace.slice_time(None if start_ns is None else t0 + start_ns, None if end_ns is None else t0 + end_ns)
-    eps: Episodes = build_episodes(trace)
-    if progress:
-        progress(1, 3)
-    warnings += [w for w in eps.warnings if w not in warnings]
-    ep = eps.table
+    if not isinstance(trace, Trace):
+        from .reader import read_trace
 
-    # Raw TSC timestamps: turn durations into ns so times and cycles mean what they say.
+        trace = read_trace(trace)
+    step = (lambda i: progress(i, PROGRESS_STEPS)) if progress else (lambda i: None)
+    cost = costs if isinstance(costs, CostProfile) else load_costs(costs or "epyc")
+    mhz = _positive(cpu_mhz, "--cpu-mhz") or float(cost.cpu_mhz)
+    t_mhz = _positive(tsc_mhz, "--tsc-mhz")
+    for name, v in (("--from", start_ns), ("--to", end_ns)):
+        if v is not None and v < 0:
+            raise UsageError(f"{name} must not be negative")
+    if start_ns is not None and end_ns is not None and end_ns <= start_ns:
+        raise UsageError("--to must come after --from")
+    warnings = list(trace.meta.warnings)
+
+    # Raw TSC timestamps: times given and shown in ns are converted at the TSC frequency.
     raw_tsc = any("raw counter values" in w for w in trace.meta.warnings)
     ns_per_unit = 1.0
     if raw_tsc:
-        t_mhz = float(tsc_mhz or mhz)
+        t_mhz = t_mhz or mhz
         ns_per_unit = 1000.0 / t_mhz
         warnings.append(f"timestamps are TSC counts: durations converted at {t_mhz:g} MHz (--tsc-mhz)")
+    if start_ns is not None or end_ns is not None:
+        t0 = trace.meta.first_ts or 0
+        lo = None if start_ns is None else t0 + round(start_ns / ns_per_unit)
+        hi = None if end_ns is None else t0 + round(end_ns / ns_per_unit)
+        trace = trace.slice_time(lo, hi)
+    eps: Episodes = build_episodes(trace)
+    step(1)
+    warnings += [w for w in eps.warnings if w not in warnings]
+    ep = eps.table
+
     if ep.height:
         if vcpu is not None:
             ep = ep.filter(pl.col("vcpu") == vcpu)
         if vm is not None:
             ep = ep.filter((pl.col("vm") == vm) | (pl.col("pid") == vm))
         if (vcpu is not None or vm is not None) and ep.height == 0:
-            raise UsageError(f"no exits for vcpu={vcpu} vm={vm} (vCPUs: "
+            raise UsageError(f"no exits for vcpu={vcpu} vm={vm} (vCPU threads: "
                              f"{eps.threads.select('vm', 'vcpu', 'pid').to_dicts()})")
         if ns_per_unit != 1.0:
-            scale = [c for c in ("latency_ns",) if c in ep.columns]
-            ep = ep.with_columns([(pl.col(c) * ns_per_unit).round(0).cast(pl.Int64) for c in scale])
-            for c in ("ts", "entry_ts", "put_ts", "userspace_ts", "sched_ts"):
-                if c in ep.columns:
-                    ep = ep.with_columns((pl.col(c) * ns_per_unit).cast(pl.Int64))
+            ep = ep.with_columns(
+                (pl.col("latency_ns") * ns_per_unit).round(0).cast(pl.Int64),
+                *[(pl.col(c) * ns_per_unit).cast(pl.Int64) for c in ("ts", "put_ts")])
+    elif vcpu is not None or vm is not None:
+        raise UsageError("--vcpu/--vm need exits, and this trace has no kvm_exit events")
     span_ns = int(eps.span_ns * ns_per_unit)
     isa_key = ISA_KEYS.get(eps.isa) if eps.isa is not None else None
     has_nested = bool(ep.height) and bool(ep["nested"].any())
     pols = _select_policies(policies, isa_key, has_nested)
     base_name = baseline if baseline is not None else DEFAULT_BASELINE.get(isa_key or "svm", "kvm-today")
     base = base_name if isinstance(base_name, Policy) else load_policy(base_name)
-    for p in pols:
+    if base.nested != "none":
+        raise UsageError(f"the baseline {base.name!r} is a nested policy: use a host policy (kvm-today, vmx-uret)")
+    for p in [base, *pols]:
         if isa_key and p.isa not in (isa_key, "any"):
-            warnings.append(f"policy {p.name} is for {p.isa.upper()} but this trace is {isa_key.upper()}: "
-                            "its numbers describe that ISA's switching applied to these exits")
+            msg = (f"policy {p.name} is for {p.isa.upper()} but this trace is {isa_key.upper()}: "
+                   "its numbers describe that ISA's switching applied to these exits")
+            if msg not in warnings:
+                warnings.append(msg)
 
     msr_traced = trace.has("kvm_msr")
     if ep.height and not msr_traced:
         warnings.append("no kvm_msr recorded: MSR exits of unknown index count as lazy-state syncs (conservative)")
     cpus = trace.meta.cpus or 1
-    first_loads = eps.counts.get("first_entries", 0) if vcpu is None and vm is None else 0
+    # KVM_RUN starts before a thread's first exit: loads too, of the selected threads only.
+    th = eps.threads
+    if vcpu is not None:
+        th = th.filter(pl.col("vcpu") == vcpu)
+    if vm is not None:
+        th = th.filter((pl.col("vm") == vm) | (pl.col("pid") == vm))
+    first_loads = int(th["first_entries"].sum()) if th.height else 0
     total_exit_ns = int(ep["latency_ns"].drop_nulls().sum()) if ep.height else 0
     b = boundary_frame(ep) if ep.height else ep
+    step(2)
 
+    host = [base, *[p for p in pols if p.name != base.name and p.nested == "none"]]
     results: dict[str, PolicyResult] = {}
     nested_rows = []
+    # One grouping of the episodes by reason, VM and vCPU serves every per-group table.
+    index = GroupIndex(ep, ["reason", "vm", "vcpu"]) if ep.height else None
     if ep.height:
-        for p in [base, *[p for p in pols if p.name != base.name]]:
-            if p.nested != "none":
-                continue
-            results[p.name] = replay(b, p, cost, first_loads=first_loads, msr_traced=msr_traced,
-                                     span_ns=span_ns, cpus=cpus)
+        results = replay_all(b, host, cost, first_loads=first_loads, msr_traced=msr_traced, span_ns=span_ns,
+                             cpus=cpus, groups={"reason": ["reason"], "vcpu": ["vm", "vcpu"]}, index=index)
         base_exit = {lvl: sum(base.count("exit", op) * cost.cycles(op, lvl) for op in OPERATIONS) for lvl in LEVELS}
+        del b  # the boundary columns are summed: free them before the latency tables
         for p in pols:
             if p.nested != "none":
                 nres = replay_nested(ep, p, base_exit, cost)
-                nested_rows.append({"policy": p.name, **{k: v for k, v in nres.items() if not isinstance(v, dict)},
+                nested_rows.append({"policy": p.name, "mode": p.nested,
+                                    **{k: v for k, v in nres.items() if not isinstance(v, dict)},
                                     **{f"l0_cycles_saved_{k}": v for k, v in nres["l0_cycles_saved"].items()},
                                     **{f"native_cycles_added_{k}": v for k, v in nres["native_cycles_added"].items()}})
-    if progress:
-        progress(2, 3)
+    step(3)
+
+    lat_groups = {"latency": ["reason"], "latency_vcpu": ["vm", "vcpu"], "latency_vm": ["vm"],
+                  "latency_reason_vcpu": ["vm", "vcpu", "reason"], "latency_reason_vm": ["vm", "reason"]}
+    lat = latency_tables(ep, lat_groups, index) if ep.height else {k: pl.DataFrame() for k in lat_groups}
+    step(4)
 
     rows, op_rows, cause_rows, by_reason, by_vcpu = [], [], [], [], []
+    deltas: dict[str, dict[str, float]] = {}
     base_res = results.get(base.name)
     for name, r in results.items():
-        if base_res is None:
-            break
         delta = {op: base_res.ops[op] - r.ops[op] for op in OPERATIONS}
-        # A range, not three points: avoided operations at their cheapest and added ones at their
-        # dearest give the low end; the reverse gives the high end.
-        saved = {
-            "low": sum(d * (cost.cycles(op, "low") if d > 0 else cost.cycles(op, "high")) for op, d in delta.items()),
-            "typical": sum(d * cost.cycles(op, "typical") for op, d in delta.items()),
-            "high": sum(d * (cost.cycles(op, "high") if d > 0 else cost.cycles(op, "low")) for op, d in delta.items()),
-        }
+        deltas[name] = delta
+        saved = _saved_range(delta, cost)
         saved_ns = saved["typical"] * 1000.0 / mhz
         exits = int(r.boundaries["exit"])
         rows.append({
             "policy": name, "isa": r.policy.isa, "baseline": name == base.name,
-            "vmload": r.ops["vmload"], "vmsave": r.ops["vmsave"], "ltr": r.ops["ltr"], "wrmsr": r.ops["wrmsr"],
-            "rdmsr": r.ops["rdmsr"], "seg_reload": r.ops["seg_reload"], "ist_toggle": r.ops["ist_toggle"],
+            **{op: r.ops[op] for op in OPERATIONS},
             "vmload_vmsave_avoided": delta["vmload"] + delta["vmsave"],
             "ops_avoided": sum(delta.values()),
             "cycles_typical": r.cycles["typical"],
@@ -183,22 +228,16 @@ def analyze(trace: Trace, policies: Sequence[str | Policy] | None = None, costs:
                             "avoided": delta[op]})
         for cause, cnt in r.sync_causes.items():
             cause_rows.append({"policy": name, "cause": cause, "count": cnt})
-        diff = (base_res.per_episode_typical - r.per_episode_typical).alias("saved")
-        attr = ep.select("reason", "vm", "vcpu", "latency_ns").with_columns(diff)
-        g = attr.group_by("reason").agg(pl.len().alias("exits"), pl.col("saved").sum().alias("saved_cycles_typical"),
-                                        pl.col("latency_ns").sum().alias("exit_ns"))
-        by_reason.append(g.with_columns(pl.lit(name).alias("policy")))
-        g = attr.group_by(["vm", "vcpu"]).agg(pl.len().alias("exits"), pl.col("saved").sum().alias("saved_cycles_typical"),
-                                              pl.col("latency_ns").sum().alias("exit_ns"))
-        by_vcpu.append(g.with_columns(pl.lit(name).alias("policy")))
+        for group, keys, frames, lt in (("reason", ["reason"], by_reason, lat["latency"]),
+                                        ("vcpu", ["vm", "vcpu"], by_vcpu, lat["latency_vcpu"])):
+            g = base_res.by_group[group].join(r.by_group[group], on=keys, suffix="_p")
+            g = g.select(*keys, (pl.col("cycles_typical") - pl.col("cycles_typical_p")).alias("saved_cycles_typical"))
+            g = g.join(lt.select(*keys, "exits", pl.col("total_ns").alias("exit_ns")), on=keys, how="left")
+            frames.append(g.with_columns(pl.lit(name).alias("policy")))
 
     policies_df = pl.DataFrame(rows) if rows else pl.DataFrame(schema={"policy": pl.Utf8})
-    sens: dict[str, Any] = {}
+    sens = _sensitivity(policies_df, deltas, cost) if rows else {}
     if rows:
-        for lvl in LEVELS:
-            order = policies_df.sort(f"saved_cycles_{lvl}", descending=True)["policy"].to_list()
-            sens[f"ranking_{lvl}"] = order
-        sens["ranking_stable"] = sens["ranking_low"] == sens["ranking_typical"] == sens["ranking_high"]
         policies_df = policies_df.with_columns(
             pl.col("saved_cycles_typical").rank("min", descending=True).cast(pl.Int32).alias("rank"))
 
@@ -210,9 +249,13 @@ def analyze(trace: Trace, policies: Sequence[str | Policy] | None = None, costs:
             (pl.col("saved_cycles_typical") * 1000.0 / mhz).alias("saved_ns_typical"),
             (pl.col("saved_cycles_typical") * 1000.0 / mhz / pl.col("exit_ns") * 100).alias("share_pct"),
         ).select("policy", *keys, "exits", "exit_ns", "saved_cycles_typical", "saved_ns_typical", "share_pct"
-                 ).sort(["policy", "exits"], descending=[False, True])
+                 ).sort(["policy", "exits", *keys], descending=[False, True] + [False] * len(keys))
 
-    n_vcpus = ep.select(pl.struct("vm", "vcpu").n_unique()).item() if ep.height else eps.threads.height
+    if index is not None:
+        n_vcpus, n_vms = index.frame.select("vm", "vcpu").unique().height, index.frame["vm"].n_unique()
+    else:
+        n_vcpus = eps.threads.height
+        n_vms = eps.threads["vm"].n_unique() if eps.threads.height else 0
     summary = {
         "path": trace.meta.path, "format": trace.meta.source_format, "version": trace.meta.version,
         "compression": trace.meta.compression, "clock": trace.meta.clock, "cpus": trace.meta.cpus,
@@ -220,23 +263,63 @@ def analyze(trace: Trace, policies: Sequence[str | Policy] | None = None, costs:
         "exits": int(ep.height), "timed_exits": int(ep["latency_ns"].count()) if ep.height else 0,
         "exit_time_ns": total_exit_ns,
         "exits_per_s": ep.height / (span_ns / 1e9) if span_ns else None,
-        "vcpus": int(n_vcpus), "vms": int(eps.threads["vm"].n_unique()) if eps.threads.height else 0,
-        "classes": dict(ep.group_by("cls").len().iter_rows()) if ep.height else {},
+        "vcpus": int(n_vcpus), "vms": int(n_vms),
+        "classes": {str(k): v for k, v in ep.group_by("cls").len().sort("cls").iter_rows()} if ep.height else {},
         "dropped_events": {str(k): v for k, v in trace.meta.dropped_per_cpu.items()},
         "pairing": eps.counts, "sync_events": eps.sync_events,
-        "baseline": base.name, "cost_profile": cost.name, "cpu_mhz": mhz,
+        "baseline": base.name, "policies": [p.name for p in pols], "cost_profile": cost.name, "cpu_mhz": mhz,
+        "tsc_mhz": t_mhz if raw_tsc else None,
         "filters": {"vcpu": vcpu, "vm": vm, "from_ns": start_ns, "to_ns": end_ns},
     }
     costs_df = pl.DataFrame([{"op": op, "low": c.low, "typical": c.typical, "high": c.high, "source": c.source}
                              for op, c in cost.ops.items()])
-    lat_vcpu = latency_table(ep, ["vm", "vcpu"]) if ep.height else pl.DataFrame()
-    if progress:
-        progress(3, 3)
+    step(5)
     return Report(
         summary=summary, warnings=warnings,
-        latency=latency_table(ep, ["reason"]) if ep.height else pl.DataFrame(),
-        latency_vcpu=lat_vcpu, latency_vm=latency_table(ep, ["vm"]) if ep.height else pl.DataFrame(),
+        latency=lat["latency"], latency_vcpu=lat["latency_vcpu"], latency_vm=lat["latency_vm"],
+        latency_reason_vcpu=lat["latency_reason_vcpu"], latency_reason_vm=lat["latency_reason_vm"],
         policies=policies_df, ops=pl.DataFrame(op_rows), sync_causes=pl.DataFrame(cause_rows),
         savings_by_reason=_fin(by_reason, ["reason"]), savings_by_vcpu=_fin(by_vcpu, ["vm", "vcpu"]),
         nested=pl.DataFrame(nested_rows), costs=costs_df, sensitivity=sens, episodes=ep,
     )
+
+
+def _saved_range(delta: dict[str, float], cost: CostProfile) -> dict[str, float]:
+    """A range, not three points: avoided operations at their cheapest and added ones at their
+    dearest give the low end; the reverse gives the high end."""
+    return {
+        "low": sum(d * (cost.cycles(op, "low") if d > 0 else cost.cycles(op, "high")) for op, d in delta.items()),
+        "typical": sum(d * cost.cycles(op, "typical") for op, d in delta.items()),
+        "high": sum(d * (cost.cycles(op, "high") if d > 0 else cost.cycles(op, "low")) for op, d in delta.items()),
+    }
+
+
+def _sensitivity(policies_df: pl.DataFrame, deltas: dict[str, dict[str, float]], cost: CostProfile
+                 ) -> dict[str, Any]:
+    """Does the ranking by cycles saved survive the cost uncertainty?
+
+    The rankings at all-low, all-typical and all-high costs, and an exact test over every
+    combination of per-operation costs within [low, high]: the difference between two policies'
+    savings is linear in the costs, so its extremes lie at corners of that box, one per sign of
+    each operation's count difference. A pair whose difference can change sign can swap.
+    """
+    sens: dict[str, Any] = {}
+    for lvl in LEVELS:
+        saved = {p: sum(d * cost.cycles(op, lvl) for op, d in deltas[p].items()) for p in deltas}
+        sens[f"ranking_{lvl}"] = sorted(saved, key=lambda p: (-saved[p], p))
+    sens["ranking_stable"] = sens["ranking_low"] == sens["ranking_typical"] == sens["ranking_high"]
+    order = sens["ranking_typical"]
+    swaps = []
+    for a, b in itertools.combinations(order, 2):
+        diff = {op: deltas[a][op] - deltas[b][op] for op in OPERATIONS}
+        if not any(diff.values()):
+            continue
+        lo = sum(d * (cost.cycles(op, "low") if d > 0 else cost.cycles(op, "high")) for op, d in diff.items())
+        hi = sum(d * (cost.cycles(op, "high") if d > 0 else cost.cycles(op, "low")) for op, d in diff.items())
+        if lo < 0 < hi or (lo < 0 and hi <= 0):
+            driver = max(diff, key=lambda op: abs(diff[op]) * (cost.cycles(op, "high") - cost.cycles(op, "low")))
+            swaps.append({"above": a, "below": b, "margin_min_cycles": lo, "margin_max_cycles": hi,
+                          "driver": driver})
+    sens["pairs_that_can_swap"] = swaps
+    sens["ranking_robust"] = not swaps
+    return sens

@@ -12,6 +12,8 @@ from rich.table import Table
 from .analysis import Report
 
 FORMATS = ("table", "json", "csv", "markdown")
+# Rows of the per-vCPU/per-VM-and-reason tables shown on a terminal; json/csv/markdown hold them all.
+TABLE_ROWS = 30
 
 OPS_COLUMNS = [
     ("vmload", "VMLOAD"), ("vmsave", "VMSAVE"), ("ltr", "LTR"), ("wrmsr", "WRMSR"), ("rdmsr", "RDMSR"),
@@ -77,6 +79,14 @@ def render_table(r: Report, console: Console) -> None:
         console.print(_table(r.latency, LATENCY_COLUMNS, "exit handling time per reason (exit -> entry)", ["reason"]))
     if r.latency_vcpu.height and r.latency_vcpu.height > 1:
         console.print(_table(r.latency_vcpu, LATENCY_COLUMNS, "per vCPU", ["vm", "vcpu"]))
+    for df, keys, title in ((r.latency_reason_vm, ["vm", "reason"], "per VM and reason"),
+                            (r.latency_reason_vcpu, ["vm", "vcpu", "reason"], "per vCPU and reason")):
+        groups = df.select(keys[:-1]).n_unique() if df.height else 0
+        if groups > 1:
+            shown = df.sort([*keys[:-1], "exits"], descending=[False] * (len(keys) - 1) + [True]).head(TABLE_ROWS)
+            more = f" (first {TABLE_ROWS} of {df.height} rows; --format json/csv/markdown for all)" \
+                if df.height > TABLE_ROWS else ""
+            console.print(_table(shown, LATENCY_COLUMNS, title + more, keys))
     if r.policies.height:
         console.print(_table(r.policies, OPS_COLUMNS, "operations executed per policy", ["policy"]))
         console.print(_table(r.policies, SAVINGS_COLUMNS,
@@ -85,35 +95,54 @@ def render_table(r: Report, console: Console) -> None:
             wide = r.sync_causes.pivot(on="cause", index="policy", values="count", aggregate_function="sum")
             console.print(_table(wide.fill_null(0), [(c, c) for c in wide.columns if c != "policy"],
                                  "sync points by cause", ["policy"]))
-        sens = r.sensitivity
-        console.print("ranking by cycles saved: " + " > ".join(sens.get("ranking_typical", [])) +
-                      ("  (the same at low and high costs)" if sens.get("ranking_stable")
-                       else f"  (changes with costs: low {sens.get('ranking_low')}, high {sens.get('ranking_high')})"))
+        console.print(ranking_text(r.sensitivity))
     if r.nested.height:
         console.print(_table(r.nested, [(c, c) for c in r.nested.columns if c != "policy"],
                              "nested: L1 VMLOAD/VMSAVE exits", ["policy"]))
+
+
+def ranking_text(sens: dict[str, Any]) -> str:
+    text = "ranking by cycles saved: " + " > ".join(sens.get("ranking_typical", []))
+    if not sens.get("ranking_stable"):
+        text += f"  (changes with costs: low {sens.get('ranking_low')}, high {sens.get('ranking_high')})"
+    elif sens.get("ranking_robust"):
+        text += "  (holds for every cost between the profile's low and high values)"
+    else:
+        text += "  (the same at all-low and all-high costs"
+    swaps = sens.get("pairs_that_can_swap") or []
+    if swaps:
+        pairs = ", ".join(f"{s['above']}/{s['below']} (driven by {s['driver']})" for s in swaps)
+        text += ("; " if sens.get("ranking_stable") else "  ") + f"can swap within the cost ranges: {pairs}"
+        if sens.get("ranking_stable"):
+            text += ")"
+    return text
+
+
+CSV_TABLES = ("policies", "latency", "latency_vcpu", "latency_vm", "latency_reason_vcpu", "latency_reason_vm",
+              "ops", "sync_causes", "savings_by_reason", "savings_by_vcpu", "nested", "costs")
 
 
 def render(r: Report, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(r.to_dict(), indent=2, default=str)
     if fmt == "csv":
-        buf = io.StringIO()
-        for name in ("policies", "latency"):
-            df = getattr(r, name)
-            if df.height:
-                buf.write(f"# {name}\n")
-                buf.write(df.write_csv())
-        return buf.getvalue()
+        # One CSV block per table, each after a "# <table>" line and separated by a blank line.
+        blocks = [f"# {name}\n" + getattr(r, name).write_csv() for name in CSV_TABLES if getattr(r, name).height]
+        return "\n".join(blocks)
     if fmt == "markdown":
         out = [f"# exitreplay: {r.summary['path']}", ""]
         out += [f"- **{k}**: {v}" for k, v in r.summary.items() if k not in ("pairing", "sync_events", "filters")]
         out += ["", "## Warnings", ""] + [f"- {w}" for w in r.warnings] if r.warnings else []
         for name, title in (("policies", "Policies"), ("latency", "Exit handling time per reason"),
+                            ("latency_vcpu", "Exit handling time per vCPU"),
+                            ("latency_reason_vm", "Exit handling time per VM and reason"),
+                            ("latency_reason_vcpu", "Exit handling time per vCPU and reason"),
                             ("sync_causes", "Sync points by cause"), ("nested", "Nested"), ("costs", "Cost model")):
             df = getattr(r, name)
             if df.height:
                 out += ["", f"## {title}", "", _markdown(df)]
+        if r.sensitivity:
+            out += ["", "## Sensitivity to costs", "", ranking_text(r.sensitivity)]
         return "\n".join(out) + "\n"
     if fmt == "table":
         buf = io.StringIO()
@@ -122,9 +151,19 @@ def render(r: Report, fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}")
 
 
+def _cell(v: Any) -> str:
+    """Markdown cells hold the Report's values in the columns' own units (ns, cycles), unrounded
+    beyond 10 significant digits, so a reader can take the numbers as they are."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.10g}"
+    return str(v).replace("|", "\\|")
+
+
 def _markdown(df: pl.DataFrame) -> str:
     cols = df.columns
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.iter_rows():
-        lines.append("| " + " | ".join(_num(v, c) if isinstance(v, float) else str(v) for v, c in zip(row, cols)) + " |")
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     return "\n".join(lines)

@@ -10,6 +10,9 @@ The thread's first kvm_entry (before e1) is one more vcpu_load (KVM_RUN start).
 So: exits 5, puts 2, loads 3 (first + after e4 + after e5), loads of KVM_RUN 2 (first, after e4),
 loads after sched 1 (e5), migrated 1, user returns 1 (e4; e5's CPU went idle: next_pid 0),
 lazy read 1 (e3), lazy write 1 (e2).
+Loads that find host values in the user-return MSRs (TSC_AUX is written again): the first (the
+thread came from user mode), the one after e4 (KVM_RUN returned to user mode) and the one after
+e5 (another CPU, whose user-return MSRs are taken to hold host values): 3.
 """
 from __future__ import annotations
 
@@ -57,14 +60,15 @@ def test_episode_classes(report):
 
 
 def test_kvm_today(report):
-    # Per exit VMLOAD guest + VMLOAD host + VMSAVE guest: 5 x (2, 1); per load VMSAVE host + WRMSR TSC_AUX: 3;
-    # per user return WRMSR: 1.
+    # Per exit VMLOAD guest + VMLOAD host + VMSAVE guest: 5 x (2, 1); per load VMSAVE host: 3; WRMSR of
+    # TSC_AUX at the 3 loads after a user return (or migration) and at the 1 user return.
     assert ops(report, "kvm-today") == {"vmload": 10, "vmsave": 5 + 3, "ltr": 0, "wrmsr": 3 + 1, "rdmsr": 0,
                                         "seg_reload": 0, "ist_toggle": 0}
 
 
 def test_kvm_2008(report):
-    # Per exit: VMLOAD, VMSAVE, LTR, RDMSR+WRMSR GS_BASE, 3 selectors; 9 RDMSR per load, 9 WRMSR per put.
+    # Per exit: VMLOAD, VMSAVE, LTR, RDMSR+WRMSR GS_BASE, 3 selectors; 9 RDMSR per vcpu_load call
+    # (first entry, the KVM_RUN after e4, the sched-in after e5), 9 WRMSR per vcpu_put call (e4, e5).
     assert ops(report, "kvm-2008") == {"vmload": 5, "vmsave": 5, "ltr": 5, "wrmsr": 5 + 2 * 9,
                                        "rdmsr": 5 + 3 * 9, "seg_reload": 15, "ist_toggle": 0}
 
@@ -75,8 +79,9 @@ def test_kvm_512(report):
 
 
 def test_ist_off(report):
-    # Loads 3: VMSAVE host + VMLOAD guest + IST toggle + WRMSR; puts 2: VMSAVE guest + VMLOAD host + toggle;
-    # lazy read 1: VMSAVE; lazy write 1: VMSAVE + VMLOAD; user return 1: WRMSR.
+    # Loads 3: VMSAVE host + VMLOAD guest + IST toggle + WRMSR TSC_AUX (all three find host values);
+    # puts 2: VMSAVE guest + VMLOAD host + toggle; lazy read 1: VMSAVE; lazy write 1: VMSAVE + VMLOAD;
+    # user return 1: WRMSR.
     assert ops(report, "ist-off") == {"vmload": 3 + 2 + 1, "vmsave": 3 + 2 + 1 + 1, "ltr": 0, "wrmsr": 3 + 1,
                                       "rdmsr": 0, "seg_reload": 0, "ist_toggle": 3 + 2}
     causes = {r["cause"]: r["count"] for r in report.sync_causes.to_dicts() if r["policy"] == "ist-off"}
@@ -136,3 +141,60 @@ def test_unpaired_exits_are_counted_not_dropped():
     # KVM_RUN start, counted apart.
     assert p["entries_without_exit"] == 1 and p["first_entries"] == 1
     assert r.summary["timed_exits"] == 1
+
+
+def scheduling_scenario():
+    """One SVM vCPU thread (pid 100) on CPU 0, 4 exits, every put a sched-out on the same CPU:
+      e1  hlt, blocked (S) to idle, woken on CPU 0        -> put, load; no user return
+      e2  npf, preempted (R) by kworker/0:1 (kernel thread) -> put, load; no user return
+      e3  npf, preempted by bash (a user task)             -> put, load; user return
+      e4  npf, preempted by ksoftirqd/0, back, then preempted again by bash before the entry
+                                                          -> one put and load that switch state, but
+                                                             two vcpu_put and two vcpu_load calls
+    plus the thread's first entry (a KVM_RUN start)."""
+    ev = [kentry(1_000, 0, P)]
+    ev += [kexit(2_000, 0, P, 0x78), sched(2_100, 0, P, 0, 1), sched(5_000, 0, 0, P, 0), kentry(5_100, 0, P)]
+    ev += [kexit(6_000, 0, P, 0x400), sched(6_100, 0, P, 11, 0, "kworker/0:1"), sched(6_500, 0, 11, P, 1),
+           kentry(6_600, 0, P)]
+    ev += [kexit(7_000, 0, P, 0x400), sched(7_100, 0, P, 12, 0, "bash"), sched(7_500, 0, 12, P, 1),
+           kentry(7_600, 0, P)]
+    ev += [kexit(8_000, 0, P, 0x400), sched(8_100, 0, P, 13, 0, "ksoftirqd/0"), sched(8_200, 0, 13, P, 1),
+           sched(8_300, 0, P, 12, 0, "bash"), sched(8_400, 0, 12, P, 1), kentry(8_500, 0, P)]
+    return build(ev)
+
+
+def test_user_returns_and_every_vcpu_put_call():
+    r = analyze(scheduling_scenario(), policies=["kvm-today", "kvm-2008", "cache-task-state", "ist-off"],
+                baseline="kvm-today")
+    assert r.summary["classes"] == {"blocked": 1, "preempted": 3}
+    # Loads that switch state: first + 4 = 5; user returns: e3, e4 (bash returns to user mode there);
+    # loads after a user return: first, e3, e4 = 3 (e1's CPU idled, e2's ran a kernel thread).
+    today = ops(r, "kvm-today")
+    assert today["vmsave"] == 4 + 5 and today["vmload"] == 8
+    assert today["wrmsr"] == 3 + 2
+    # kvm-2008 had no "already loaded" guard: 9 RDMSR at each vcpu_load call (first, e1, e2, e3 and
+    # twice in e4: 6) and 9 WRMSR at each vcpu_put call (e1, e2, e3, twice in e4: 5), plus the
+    # per-exit GS_BASE RDMSR/WRMSR.
+    assert ops(r, "kvm-2008")["rdmsr"] == 4 + 6 * 9
+    assert ops(r, "kvm-2008")["wrmsr"] == 4 + 5 * 9
+    # The 2024 RFC VMSAVEs the host area only at KVM_RUN loads (the first) and migrated ones (none).
+    assert ops(r, "cache-task-state")["vmsave"] == 4 + 1
+    # ist-off: 5 loads (VMSAVE host, VMLOAD guest, toggle), 4 puts (VMSAVE guest, VMLOAD host, toggle).
+    assert ops(r, "ist-off") == {"vmload": 9, "vmsave": 9, "ltr": 0, "wrmsr": 3 + 2, "rdmsr": 0,
+                                 "seg_reload": 0, "ist_toggle": 9}
+    causes = {c["cause"]: c["count"] for c in r.sync_causes.to_dicts() if c["policy"] == "ist-off"}
+    assert causes["put:blocked"] == 1 and causes["put:preempted"] == 3 and causes["put:migrated"] == 0
+
+
+def test_filters_keep_the_selected_threads_kvm_run_starts():
+    # Two vCPU threads of one VM (pids 100, 101), each starting KVM_RUN with an entry before its
+    # first exit. With --vcpu 1 only thread 101's start is a load: kvm-today's host VMSAVE runs at
+    # that load and after its one userspace return (2), plus the per-exit VMSAVE (2 exits).
+    ev = [kentry(1_000, 0, 100, vcpu=0), kentry(1_100, 1, 101, vcpu=1),
+          kexit(2_000, 0, 100, 0x400, vcpu=0), kentry(2_500, 0, 100, vcpu=0),
+          kexit(2_000, 1, 101, 0x7B, vcpu=1), uexit(2_100, 1, 101), kentry(3_000, 1, 101, vcpu=1),
+          kexit(4_000, 1, 101, 0x400, vcpu=1), kentry(4_500, 1, 101, vcpu=1)]
+    r = analyze(build(ev), policies=["kvm-today"], vcpu=1)
+    assert r.summary["exits"] == 2
+    assert ops(r, "kvm-today")["vmsave"] == 2 + 2
+    assert analyze(build(ev), policies=["kvm-today"]).summary["pairing"]["first_entries"] == 2

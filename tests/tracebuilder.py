@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from exitreplay.trace import Trace, TraceMeta
+from exitreplay.trace import Dropped, Trace, TraceMeta
 
 SYSTEMS = {"sched_switch": "sched"}
 
 
-def build(events: list[tuple], cpus: int = 2) -> Trace:
-    """events: (ts_ns, cpu, pid, event_name, {field: value}) in any order."""
+def build(events: list[tuple], cpus: int = 2, drops: list[tuple[int, int, int]] = ()) -> Trace:
+    """events: (ts_ns, cpu, pid, event_name, {field: value}) in any order.
+
+    drops: (cpu, ts, count): the ring buffer of `cpu` lost `count` events just before the first
+    event of that CPU at or after `ts` (as a reader marks it).
+    """
     evs = sorted(enumerate(events), key=lambda x: (x[1][0], x[0]))
     rows = [e for _, e in evs]
     table = pa.table({
@@ -35,7 +39,11 @@ def build(events: list[tuple], cpus: int = 2) -> Trace:
         for k in keys:
             cols[k] = pa.array([rows[i][4].get(k) for i in idx])
         tables[name] = pa.table(cols)
-    return Trace(table, tables, TraceMeta(path="<built>", source_format="trace.dat", cpus=cpus))
+    dropped = []
+    for cpu, ts, count in drops:
+        row = next(i for i, e in enumerate(rows) if e[1] == cpu and e[0] >= ts)
+        dropped.append(Dropped(cpu=cpu, ts=rows[row][0], count=count, row=row))
+    return Trace(table, tables, TraceMeta(path="<built>", source_format="trace.dat", cpus=cpus, dropped=dropped))
 
 
 SVM, VMX = 2, 1
@@ -58,7 +66,37 @@ def uexit(ts, cpu, pid, reason=2):
     return (ts, cpu, pid, "kvm_userspace_exit", {"reason": reason, "errno": 0})
 
 
-def sched(ts, cpu, prev_pid, next_pid, prev_state):
+def sched(ts, cpu, prev_pid, next_pid, prev_state, next_comm=None):
+    """prev_state: 0 runnable (preempted), 1 S (blocked). next_comm defaults to swapper/<cpu> for
+    pid 0 and to a user task's name otherwise."""
+    if next_comm is None:
+        next_comm = f"swapper/{cpu}" if next_pid == 0 else "qemu-system-x86"
     return (ts, cpu, prev_pid, "sched_switch", {"prev_comm": "x", "prev_pid": prev_pid, "prev_prio": 120,
-                                                "prev_state": prev_state, "next_comm": "y",
+                                                "prev_state": prev_state, "next_comm": next_comm,
                                                 "next_pid": next_pid, "next_prio": 120})
+
+
+def emulate(ts, cpu, pid):
+    return (ts, cpu, pid, "kvm_emulate_insn", {"rip": 0x1000, "csbase": 0, "len": 2, "insn": b"\x0f\x00",
+                                               "flags": 0, "failed": 0})
+
+
+def nested_vmexit(ts, cpu, pid, code, isa=SVM):
+    return (ts, cpu, pid, "kvm_nested_vmexit", {"rip": 0x2000, "exit_code": code, "exit_info1": 0,
+                                                "exit_info2": 0, "exit_int_info": 0, "exit_int_info_err": 0,
+                                                "isa": isa})
+
+
+def nested_inject(ts, cpu, pid, code, isa=SVM):
+    return (ts, cpu, pid, "kvm_nested_vmexit_inject", {"exit_code": code, "exit_info1": 0, "exit_info2": 0,
+                                                       "exit_int_info": 0, "exit_int_info_err": 0, "isa": isa})
+
+
+def nested_vmenter(ts, cpu, pid, isa=SVM):
+    return (ts, cpu, pid, "kvm_nested_vmenter", {"rip": 0x1000, "vmcb": 0x5000, "nested_rip": 0x2000,
+                                                 "int_ctl": 0, "event_inj": 0, "npt": 1, "guest_pgd": 0,
+                                                 "isa": isa})
+
+
+def smm(ts, cpu, pid, entering=True, vcpu=0):
+    return (ts, cpu, pid, "kvm_smm_transition", {"vcpu_id": vcpu, "smbase": 0x30000, "entering": int(entering)})

@@ -1,11 +1,13 @@
 """`exitreplay analyze` and `exitreplay policies`."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from ..analysis import PROGRESS_STEPS
 from ..analysis import analyze as run_analysis
 from ..errors import UsageError
 from ..render import FORMATS, render, render_table
@@ -26,9 +28,31 @@ def parse_time(text: str | None) -> int | None:
     else:
         num, scale = t, 1_000_000_000
     try:
-        return int(float(num) * scale)
+        value = float(num)
+        if not math.isfinite(value):
+            raise ValueError(num)
+        return int(value * scale)
     except ValueError:
         raise UsageError(f"cannot read time {text!r} (examples: 1.5, 1.5s, 200ms, 30us)") from None
+
+
+def parse_number(text: str | None, option: str, kind: type = float) -> float | int | None:
+    """A number option read here, so a bad value is a one-line error (exit status 2)."""
+    if text is None:
+        return None
+    try:
+        t = text.strip()
+        v = (int(t) if t.lstrip("+-").isdigit() else int(t, 0)) if kind is int else float(t)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise UsageError(f"{option} needs {what}, not {text!r}") from None
+    if kind is float and not math.isfinite(v):
+        raise UsageError(f"{option} needs a finite number, not {text!r}")
+    return v
+
+
+# Traces with more events than this show a progress bar (on a terminal) while they are replayed.
+PROGRESS_MIN_EVENTS = 2_000_000
 
 
 @app.command()
@@ -40,11 +64,12 @@ def analyze(
     baseline: str = typer.Option(None, "--baseline", help="Policy to compare against "
                                  "(default: kvm-today on SVM, vmx-uret on VMX)."),
     cost_profile: str = typer.Option("epyc", "--cost-profile", help="Built-in cost profile or a .toml file."),
-    cpu_mhz: float = typer.Option(None, "--cpu-mhz", help="CPU frequency for cycles<->time "
-                                  "(default: the cost profile's)."),
-    tsc_mhz: float = typer.Option(None, "--tsc-mhz", help="TSC frequency for x86-tsc traces without TSC2NSEC."),
-    vcpu: int = typer.Option(None, "--vcpu", help="Only this vCPU id."),
-    vm: int = typer.Option(None, "--vm", help="Only this VM (its lowest vCPU thread pid) or thread pid."),
+    cpu_mhz: str = typer.Option(None, "--cpu-mhz", help="CPU frequency in MHz for cycles<->time "
+                                "(default: the cost profile's)."),
+    tsc_mhz: str = typer.Option(None, "--tsc-mhz", help="TSC frequency in MHz for x86-tsc traces without "
+                                "TSC2NSEC (default: --cpu-mhz)."),
+    vcpu: str = typer.Option(None, "--vcpu", help="Only this vCPU id."),
+    vm: str = typer.Option(None, "--vm", help="Only this VM (its lowest vCPU thread pid) or thread pid."),
     start: str = typer.Option(None, "--from", help="Start, from the first event (e.g. 1.5s, 200ms)."),
     end: str = typer.Option(None, "--to", help="End, from the first event."),
     fmt: str = typer.Option("table", "--format", "-f", help=f"Output: {', '.join(FORMATS)}."),
@@ -57,15 +82,23 @@ def analyze(
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if output is not None and output.is_dir():
+        raise UsageError(f"-o {output}: is a directory")
+    if output is not None and not output.resolve().parent.is_dir():
+        raise UsageError(f"-o {output}: folder {output.parent} does not exist")
+    numbers = {"cpu_mhz": parse_number(cpu_mhz, "--cpu-mhz"), "tsc_mhz": parse_number(tsc_mhz, "--tsc-mhz"),
+               "vcpu": parse_number(vcpu, "--vcpu", int), "vm": parse_number(vm, "--vm", int),
+               "start_ns": parse_time(start), "end_ns": parse_time(end)}
     tr = load(str(trace))
-    with progress_bar("replaying", 3, len(tr) > 2_000_000) as cb:
-        report = run_analysis(tr, policy or None, cost_profile, baseline, vcpu=vcpu, vm=vm,
-                              start_ns=parse_time(start), end_ns=parse_time(end), cpu_mhz=cpu_mhz,
-                              tsc_mhz=tsc_mhz, progress=cb)
+    with progress_bar("replaying", PROGRESS_STEPS, len(tr) > PROGRESS_MIN_EVENTS) as cb:
+        report = run_analysis(tr, policy or None, cost_profile, baseline, progress=cb, **numbers)
     if fmt == "table" and output is None:
         render_table(report, console)
     else:
-        emit(render(report, fmt), str(output) if output else None)
+        try:
+            emit(render(report, fmt), str(output) if output else None)
+        except OSError as exc:
+            raise UsageError(f"-o {output}: cannot write it: {exc.strerror}") from None
     if charts_dir is not None:
         from .report import write_charts
 

@@ -40,13 +40,22 @@ VMLOAD_SEGMENT_BASE_MSRS = frozenset({MSR_FS_BASE, MSR_GS_BASE})
 # What a deferring SVM policy must sync before a handler may touch it.
 SVM_LAZY_MSRS = VMLOAD_MSRS | VMLOAD_SEGMENT_BASE_MSRS
 
-# VMX user-return MSRs loaded once per vcpu_load (vmx_setup_uret_msrs): STAR, LSTAR and SFMASK
-# for 64-bit guests with EFER.SCE, EFER when it differs, TSC_AUX, TSX_CTRL. CSTAR is never loaded.
+# VMX user-return MSRs (vmx_setup_uret_msrs): STAR, LSTAR and SFMASK for 64-bit guests with
+# EFER.SCE, EFER when it cannot be switched by the VMCS, TSC_AUX, TSX_CTRL. CSTAR is never loaded.
 VMX_URET_MSRS = frozenset({MSR_STAR, MSR_LSTAR, MSR_SYSCALL_MASK, MSR_EFER, MSR_TSC_AUX, MSR_IA32_TSX_CTRL})
-# With them, KERNEL_GS_BASE is switched at vcpu_load/put (vmx_prepare_switch_to_guest/host).
+# KERNEL_GS_BASE is switched by hand at vcpu_load/put (vmx_prepare_switch_to_guest/host); while the
+# guest value is live, KVM reads it with RDMSR (vmx_read_guest_kernel_gs_base).
 VMX_LAZY_MSRS = VMX_URET_MSRS | {MSR_KERNEL_GS_BASE}
+KERNEL_GS_BASE_ONLY = frozenset({MSR_KERNEL_GS_BASE})
+# Before the shared-MSR rework (26bb0981b3ff, 2.6.32), vmx_save_host_state()/vmx_load_host_state()
+# switched these for a 64-bit guest (setup_msrs(): STAR only with EFER.SCE; EFER only when it
+# differs beyond NX/SCE/LMA/LME, which it does not for a Linux guest on a Linux host).
+VMX_2008_SWITCHED_MSRS = frozenset({MSR_SYSCALL_MASK, MSR_LSTAR, MSR_CSTAR, MSR_KERNEL_GS_BASE, MSR_STAR})
 
-LAZY_MSR_SETS = {"svm": SVM_LAZY_MSRS, "vmx": VMX_LAZY_MSRS, "none": frozenset()}
+# Lazy-state MSR sets a policy can name, with the episode-column suffix each is counted under.
+LAZY_MSR_SETS = {"svm": SVM_LAZY_MSRS, "vmx": VMX_LAZY_MSRS, "vmx-2008": VMX_2008_SWITCHED_MSRS,
+                 "kernel-gs-base": KERNEL_GS_BASE_ONLY, "none": frozenset()}
+LAZY_MSR_COLUMN = {"svm": "svm", "vmx": "vmx", "vmx-2008": "vmx2008", "kernel-gs-base": "kgs"}
 
 
 def msr_name(index: int) -> str:

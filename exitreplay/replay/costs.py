@@ -33,16 +33,24 @@ class CostProfile:
 
 
 def parse_costs(data: dict, where: str) -> CostProfile:
+    known = {"name", "summary", "cpu_mhz", "ops"}
+    extra = set(data) - known
+    if extra:
+        raise UsageError(f"cost profile {where}: unknown keys {sorted(extra)} (allowed: {sorted(known)})")
     ops = {}
+    if not isinstance(data.get("ops") or {}, dict):
+        raise UsageError(f"cost profile {where}: [ops] must be a table of [ops.<operation>] tables")
     for op, d in (data.get("ops") or {}).items():
         if op not in OPERATIONS:
             raise UsageError(f"cost profile {where}: unknown operation {op!r} (known: {', '.join(OPERATIONS)})")
         try:
+            if any(isinstance(d[k], bool) for k in LEVELS):
+                raise TypeError
             lo, ty, hi = (float(d[k]) for k in LEVELS)
         except (KeyError, TypeError, ValueError):
             raise UsageError(f"cost profile {where}: [ops.{op}] needs numeric low, typical, high") from None
-        if not lo <= ty <= hi:
-            raise UsageError(f"cost profile {where}: [ops.{op}] needs low <= typical <= high")
+        if not 0 <= lo <= ty <= hi < float("inf"):
+            raise UsageError(f"cost profile {where}: [ops.{op}] needs 0 <= low <= typical <= high")
         src = d.get("source")
         if not src:
             raise UsageError(f"cost profile {where}: [ops.{op}] needs a source (or 'assumption: ...')")
@@ -50,8 +58,10 @@ def parse_costs(data: dict, where: str) -> CostProfile:
     missing = [op for op in OPERATIONS if op not in ops]
     if missing:
         raise UsageError(f"cost profile {where}: no cost for {', '.join(missing)}")
-    return CostProfile(str(data.get("name", where)), str(data.get("summary", "")),
-                       float(data.get("cpu_mhz", 2500)), ops)
+    mhz = data.get("cpu_mhz", 2500)
+    if isinstance(mhz, bool) or not isinstance(mhz, int | float) or not 0 < mhz < float("inf"):
+        raise UsageError(f"cost profile {where}: cpu_mhz must be a positive number, not {mhz!r}")
+    return CostProfile(str(data.get("name", where)), str(data.get("summary", "")), float(mhz), ops)
 
 
 def builtin_cost_names() -> list[str]:
@@ -65,9 +75,12 @@ def load_costs(name_or_path: str = "epyc") -> CostProfile:
         if not p.exists():
             raise UsageError(f"cost profile {p} does not exist")
         try:
-            return parse_costs(tomllib.loads(p.read_text()), str(p))
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"cost profile {p}: not valid TOML: {exc}") from None
+            data = tomllib.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cost profile {p}: not valid TOML: {str(exc).splitlines()[0]}") from None
+        except OSError as exc:
+            raise UsageError(f"cost profile {p}: cannot read it: {exc.strerror}") from None
+        return parse_costs(data, str(p))
     if name_or_path not in builtin_cost_names():
         raise UsageError(f"unknown cost profile {name_or_path!r} (built-ins: {', '.join(builtin_cost_names())})")
     text = resources.files(__package__).joinpath("costs", f"{name_or_path}.toml").read_text()

@@ -12,16 +12,20 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import UsageError
+from ..kvm.state import LAZY_MSR_SETS
 
 OPERATIONS = ("vmload", "vmsave", "ltr", "wrmsr", "rdmsr", "seg_reload", "ist_toggle")
 # Boundaries the replay finds in a trace (docs/model.md says how each is inferred).
 BOUNDARIES = (
     "exit",            # every kvm_exit/kvm_entry round trip
-    "load",            # every vcpu_load (first entry, re-entry after a userspace return or a sched-out)
+    "load",            # every vcpu_load that switches state (first entry, re-entry after a put)
     "load_kvm_run",    # loads that start KVM_RUN (first entry, re-entry after a userspace return)
     "load_sched",      # loads after preemption or blocking without a userspace return
     "load_migrated",   # loads after preemption or blocking on another pCPU
-    "put",             # every vcpu_put (userspace return, preemption, blocking)
+    "load_after_user_return",  # loads that find host values in the user-return MSRs (see model.md)
+    "load_every",      # every vcpu_load call: each sched-in inside KVM_RUN and each KVM_RUN start
+    "put",             # every vcpu_put that switches state (userspace return, preemption, blocking)
+    "put_every",       # every vcpu_put call: each sched-out inside KVM_RUN and each KVM_RUN return
     "user_return",     # the CPU returns to host user mode while guest values are loaded
     "lazy_read",       # a handler reads state the policy left in the CPU (no put in that episode)
     "lazy_write",      # ... and writes it
@@ -29,13 +33,17 @@ BOUNDARIES = (
 EXPOSURE_KINDS = {"ist_off": ("none", "loaded", "always"),
                   "guest_state_live": ("none", "loaded", "until_user_return", "always")}
 NESTED_MODES = ("none", "measured", "vls", "l1-ist-off")
-LAZY_KEYS = {"msrs": ("none", "svm", "vmx"), "emulation": bool, "segment_exits": bool, "task_switch": bool,
-             "smm": bool, "nested": bool, "msr_exit_without_ecx": bool}
+MSR_SETS = tuple(LAZY_MSR_SETS)
+LAZY_KEYS = {"msrs": MSR_SETS, "msrs_read": MSR_SETS, "msrs_write": MSR_SETS, "emulation": bool,
+             "segment_exits": bool, "task_switch": bool, "smm": bool, "nested": bool,
+             "msr_exit_without_ecx": bool}
 
 
 @dataclasses.dataclass(frozen=True)
 class Lazy:
     msrs: str = "none"
+    msrs_read: str | None = None  # None: as msrs
+    msrs_write: str | None = None
     emulation: bool = False
     segment_exits: bool = False
     task_switch: bool = False
@@ -44,9 +52,17 @@ class Lazy:
     msr_exit_without_ecx: bool = False
 
     @property
+    def read_set(self) -> str:
+        return self.msrs if self.msrs_read is None else self.msrs_read
+
+    @property
+    def write_set(self) -> str:
+        return self.msrs if self.msrs_write is None else self.msrs_write
+
+    @property
     def enabled(self) -> bool:
-        return self.msrs != "none" or self.emulation or self.segment_exits or self.task_switch \
-            or self.smm or self.nested or self.msr_exit_without_ecx
+        return self.read_set != "none" or self.write_set != "none" or self.emulation or self.segment_exits \
+            or self.task_switch or self.smm or self.nested or self.msr_exit_without_ecx
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,11 +93,16 @@ def parse_policy(data: dict, where: str) -> Policy:
         _fail(where, f"unknown keys {sorted(extra)} (allowed: {sorted(known)})")
     name = data.get("name")
     if not isinstance(name, str) or not name:
-        _fail(where, "needs a name")
+        _fail(where, "needs a name (name = \"...\")")
+    sources = data.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
+        _fail(where, "sources must be a list of strings")
     isa = data.get("isa", "any")
     if isa not in ("svm", "vmx", "any"):
         _fail(where, f"isa must be svm, vmx or any, not {isa!r}")
     ops: dict[str, dict[str, float]] = {}
+    if not isinstance(data.get("ops") or {}, dict):
+        _fail(where, "[ops] must be a table of [ops.<boundary>] tables")
     for boundary, table in (data.get("ops") or {}).items():
         if boundary not in BOUNDARIES:
             _fail(where, f"unknown boundary [ops.{boundary}] (known: {', '.join(BOUNDARIES)})")
@@ -90,10 +111,12 @@ def parse_policy(data: dict, where: str) -> Policy:
         for op, n in table.items():
             if op not in OPERATIONS:
                 _fail(where, f"unknown operation {op!r} in [ops.{boundary}] (known: {', '.join(OPERATIONS)})")
-            if not isinstance(n, int | float) or isinstance(n, bool) or n < 0:
+            if not isinstance(n, int | float) or isinstance(n, bool) or not n >= 0 or n == float("inf"):
                 _fail(where, f"[ops.{boundary}] {op} must be a non-negative number, not {n!r}")
         ops[boundary] = {op: float(n) for op, n in table.items()}
     lz = data.get("lazy") or {}
+    if not isinstance(lz, dict):
+        _fail(where, "[lazy] must be a table")
     for k, v in lz.items():
         if k not in LAZY_KEYS:
             _fail(where, f"unknown [lazy] key {k!r} (known: {', '.join(LAZY_KEYS)})")
@@ -103,6 +126,8 @@ def parse_policy(data: dict, where: str) -> Policy:
         if isinstance(allowed, tuple) and v not in allowed:
             _fail(where, f"[lazy] {k} must be one of {allowed}")
     exp = data.get("exposure") or {}
+    if not isinstance(exp, dict):
+        _fail(where, "[exposure] must be a table")
     for k, v in exp.items():
         if k not in EXPOSURE_KINDS:
             _fail(where, f"unknown [exposure] key {k!r}")
@@ -112,7 +137,7 @@ def parse_policy(data: dict, where: str) -> Policy:
     if nested not in NESTED_MODES:
         _fail(where, f"nested must be one of {NESTED_MODES}")
     return Policy(name=name, isa=isa, summary=str(data.get("summary", "")),
-                  sources=tuple(data.get("sources", ())), ops=ops, lazy=Lazy(**lz),
+                  sources=tuple(sources), ops=ops, lazy=Lazy(**lz),
                   ist_off=exp.get("ist_off", "none"), guest_state_live=exp.get("guest_state_live", "none"),
                   nested=nested)
 
@@ -131,7 +156,9 @@ def load_policy(name_or_path: str) -> Policy:
         try:
             data = tomllib.loads(p.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"policy file {p}: not valid TOML: {exc}") from None
+            raise UsageError(f"policy file {p}: not valid TOML: {str(exc).splitlines()[0]}") from None
+        except OSError as exc:
+            raise UsageError(f"policy file {p}: cannot read it: {exc.strerror}") from None
         pol = parse_policy(data, str(p))
         return dataclasses.replace(pol, path=str(p))
     if name_or_path not in builtin_names():
