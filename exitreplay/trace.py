@@ -90,10 +90,7 @@ class Trace:
         self._cache: dict[str, pa.Table] = {}
         self.meta = meta
         if not meta.event_counts and self.events.num_rows:
-            counts = pc.value_counts(self.events.column("event").combine_chunks().dictionary_decode())
-            meta.event_counts = {
-                str(s["values"]): int(s["counts"]) for s in counts.to_pylist()
-            }
+            meta.event_counts = _value_counts(self.events.column("event"))
         if meta.first_ts is None and self.events.num_rows:
             meta.first_ts = int(self.events.column("ts")[0].as_py())
             meta.last_ts = int(self.events.column("ts")[-1].as_py())
@@ -140,7 +137,7 @@ class Trace:
         """Polars view (zero-copy where Arrow allows) of `events` or of one event table."""
         return pl.from_arrow(self.events if name is None else self.table(name))  # type: ignore[return-value]
 
-    def slice_time(self, start_ns: int | None = None, end_ns: int | None = None) -> "Trace":
+    def slice_time(self, start_ns: int | None = None, end_ns: int | None = None) -> Trace:
         """A Trace restricted to start_ns <= ts < end_ns (rows renumbered)."""
         ts = self.events.column("ts")
         mask = pc.and_(
@@ -176,6 +173,21 @@ class Trace:
             ],
         )
         return Trace(events, tables, meta)
+
+
+def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
+    """Rows per value, in order of first appearance; counted on dictionary indices, not strings."""
+    out: dict[str, int] = {}
+    for chunk in col.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            names = chunk.dictionary.to_pylist()
+            pairs = [(names[s["values"]], s["counts"]) for s in pc.value_counts(chunk.indices).to_pylist()
+                     if s["values"] is not None]
+        else:
+            pairs = [(s["values"], s["counts"]) for s in pc.value_counts(chunk).to_pylist()]
+        for name, n in pairs:
+            out[str(name)] = out.get(str(name), 0) + int(n)
+    return out
 
 
 def require_columns(table: pa.Table, columns: Iterable[str], what: str) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..convert import convert as convert_trace
+from ..convert import convert_file
 from ..errors import TraceWarning
 from . import app
-from .common import console, err_console, load
+from .common import console, err_console, load, progress_bar
 
 
 def _fmt_ns(ns: int | None) -> str:
@@ -80,11 +80,15 @@ def convert(
     trace: Path = typer.Argument(..., help="Trace file in any supported format."),
     output: Path = typer.Option(..., "-o", "--output", help="Output directory (created if needed)."),
     fmt: str = typer.Option("parquet", "--format", help="parquet or arrow (Arrow IPC file)."),
+    progress: bool = typer.Option(False, "--progress", help="Show a progress bar (on a terminal)."),
 ) -> None:
     """Write the trace as Parquet/Arrow: events, one file per event type, and meta.json.
 
+    A trace.dat is converted as it is read, a window of events at a time, so memory stays bounded
+    whatever the trace's size; other formats are read whole first.
+
     Example: exitreplay convert sample_traces/pvm-longmode-msr.v7zstd.dat -o out/
     """
-    tr = load(str(trace))
-    paths = convert_trace(tr, output, fmt)
-    console.print(f"wrote {len(paths)} files to {output} ({len(tr):,} events)")
+    with progress_bar(f"converting {trace.name}", None, progress) as cb:
+        paths, n = convert_file(trace, output, fmt, progress=cb)
+    console.print(f"wrote {len(paths)} files to {output} ({n:,} events)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -239,26 +240,110 @@ def arrow_type(field: Field, long_size: int = 8) -> pa.DataType:
     return pa.binary()
 
 
-def _gather(data: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-    """(n, width) uint8 block of data[starts[i] : starts[i] + width] (caller guarantees bounds).
+# Rows gathered per block: small enough that a block stays in cache while its fields are cut out.
+GATHER_ROWS = 1 << 14
 
-    Ring-buffer records are 4-byte aligned, so most fields are read as whole 32-bit words: a
-    quarter of the index work of a byte gather.
+
+@dataclasses.dataclass
+class Fixed:
+    """Raw bytes of fixed-offset fields of n records, and which rows hold each field whole."""
+
+    values: dict[str, np.ndarray]  # scalars: (n,) native-order ints; arrays and strings: (n, size) uint8
+    valid: dict[str, np.ndarray | None]  # None: every row
+
+
+def _scalar(field: Field) -> bool:
+    return not field.array_len and not field.data_loc and not field.rel_loc and field.size in (1, 2, 4, 8)
+
+
+def _width(field: Field) -> int:
+    return 4 if (field.data_loc or field.rel_loc) else field.size
+
+
+def gather_fixed(fields: Sequence[Field], data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
+                 endian: str = "little", pool=None, out: dict[str, np.ndarray] | None = None,
+                 rows: np.ndarray | None = None, extra: Sequence[tuple[np.ndarray, np.ndarray]] = ()) -> Fixed:
+    """Read fixed-offset fields of records starting at `offsets` in `data`.
+
+    Each block of rows is one gather of whole records (a void view of the data at every byte
+    offset), then each field is cut out of the block as a strided column: one index pass for all
+    fields instead of one per field. Works for any alignment and byte order; a field that does
+    not fit in its record (or in the data) is marked invalid, never read out of bounds.
+
+    `rows`, when given, picks the records (offsets[rows], sizes[rows]) block by block, so their
+    offsets are never materialized; `extra` (source, destination) pairs are gathered at the same
+    rows in the same pass. Blocks run on `pool` when given; `out` may supply destination arrays
+    (of the field's own dtype).
     """
-    if starts.size == 0:
-        return np.empty((0, width), dtype=np.uint8)
-    lead = starts & 3
-    if width >= 2 and not np.any(lead != lead[0]):
-        w0 = starts >> 2
-        nw = (int(lead[0]) + width + 3) >> 2
-        if int(w0.max()) + nw <= data.size >> 2:
-            words = data[: (data.size >> 2) << 2].view(np.uint32)
-            idx = w0[:, None] + np.arange(nw, dtype=np.int64)[None, :] if nw > 1 else w0[:, None]
-            block = words[idx].view(np.uint8).reshape(starts.size, nw * 4)
-            off = int(lead[0])
-            return block[:, off: off + width]
-    idx = starts[:, None] + np.arange(width, dtype=np.int64)[None, :]
-    return data[idx]
+    n = offsets.size if rows is None else rows.size
+    fields = list(fields)
+    res: dict[str, np.ndarray] = {}
+    for f in fields:
+        if _scalar(f) or f.data_loc or f.rel_loc:
+            dt = _int_dtype(_width(f), f.signed, endian)
+            given = (out or {}).get(f.name)
+            res[f.name] = given if given is not None and given.dtype == dt else np.empty(n, dtype=dt)
+        else:
+            res[f.name] = np.empty((n, f.size), dtype=np.uint8)
+    lo = min((f.offset for f in fields), default=0) & ~7
+    width = (max((f.offset + _width(f) for f in fields), default=0) - lo + 7) & ~7
+    room = data.size - lo - width + 1  # record starts the whole-width view can serve
+    view = np.ndarray((room,), dtype=np.dtype((np.void, width)), buffer=data, offset=lo, strides=(1,)) \
+        if room > 0 and width else None
+    plan = [(f.name, f.offset - lo, f.offset + _width(f), res[f.name]) for f in fields]
+    valid: dict[str, np.ndarray | None] = {f.name: None for f in fields}
+    lock = threading.Lock()
+
+    def block(i: int) -> None:
+        if rows is None:
+            part, sz = offsets[i: i + GATHER_ROWS], sizes[i: i + GATHER_ROWS]
+        else:
+            r = rows[i: i + GATHER_ROWS]
+            for src, dst in extra:
+                np.take(src, r, out=dst[i: i + r.size], mode="clip")
+            part, sz = offsets[r], sizes[r]
+        if not fields or not part.size:
+            return
+        part = part.astype(np.intp, copy=False)
+        near_end = part >= room
+        if near_end.any():
+            blk = np.zeros((part.size, width), dtype=np.uint8)
+            inside = np.flatnonzero(~near_end)
+            if inside.size:
+                blk[inside] = view[part[inside]].view(np.uint8).reshape(-1, width)
+            tail = np.flatnonzero(near_end)
+            if data.size:
+                idx = part[tail, None] + lo + np.arange(width)
+                blk[tail] = np.where(idx < data.size, data[np.minimum(idx, data.size - 1)], 0)
+        else:
+            blk = view[part].view(np.uint8).reshape(-1, width)
+        smin, omax = int(sz.min()), int(part.max())
+        for name, at, end, dst in plan:
+            if dst.ndim == 2:
+                dst[i: i + part.size] = blk[:, at: at + dst.shape[1]]
+            else:
+                k = dst.dtype.itemsize
+                if at % k == 0:
+                    dst[i: i + part.size] = blk.view(dst.dtype)[:, at // k]
+                else:
+                    dst[i: i + part.size] = np.ascontiguousarray(blk[:, at: at + k]).view(dst.dtype)[:, 0]
+            if smin < end or omax + end > data.size:
+                with lock:
+                    if valid[name] is None:
+                        valid[name] = np.ones(n, dtype=bool)
+                valid[name][i: i + part.size] = (sz >= end) & (part + end <= data.size)
+
+    starts = range(0, n, GATHER_ROWS)
+    if pool is None or n <= GATHER_ROWS:
+        for i in starts:
+            block(i)
+    else:
+        list(pool.map(block, starts))
+    for f in fields:
+        v = res[f.name]
+        if v.ndim == 1 and v.dtype.byteorder == ">":
+            res[f.name] = v.astype(v.dtype.newbyteorder("="))
+    return Fixed(res, valid)
 
 
 def _strings_from_block(block: np.ndarray, lengths: np.ndarray, valid: np.ndarray | None) -> pa.Array:
@@ -277,9 +362,11 @@ def _make_strings(n: int, offsets: np.ndarray, values: np.ndarray, valid: np.nda
     if valid is not None and not valid.all():
         validity = pa.py_buffer(np.packbits(valid.astype(np.uint8), bitorder="little"))
         null_count = int((~valid).sum())
-    arr = pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(np.ascontiguousarray(values)), validity,
-        null_count,
+    small = offsets[-1] < (1 << 31) if n else True
+    cls = pa.StringArray if small else pa.LargeStringArray
+    arr = cls.from_buffers(
+        n, pa.py_buffer(offsets.astype(np.int32 if small else np.int64)), pa.py_buffer(np.ascontiguousarray(values)),
+        validity, null_count,
     )
     try:
         arr.validate(full=True)
@@ -293,13 +380,39 @@ def _make_strings(n: int, offsets: np.ndarray, values: np.ndarray, valid: np.nda
     return arr.cast(pa.string())
 
 
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
+
+
 def _first_nul_lengths(block: np.ndarray) -> np.ndarray:
-    if block.shape[1] == 0:
-        return np.zeros(block.shape[0], dtype=np.int64)
-    is_nul = block == 0
-    has = is_nul.any(axis=1)
-    first = is_nul.argmax(axis=1)
-    return np.where(has, first, block.shape[1]).astype(np.int64)
+    """Bytes before the first NUL of each row (the row width if none), eight bytes at a time.
+
+    Per 64-bit word, (x - 0x01..) & ~x & 0x80.. has its lowest set bit in the first zero byte (a
+    borrow only runs upward from a real zero), so that byte's index is log2 of the lowest bit.
+    """
+    n, w = block.shape
+    if w == 0:
+        return np.zeros(n, dtype=np.int64)
+    w8 = (w + 7) & ~7
+    if w8 != w or not block.flags.c_contiguous:
+        padded = np.full((n, w8), 0xFF, dtype=np.uint8)
+        padded[:, :w] = block
+        block = padded
+    words = block.view("<u8")
+    out = np.full(n, w, dtype=np.int64)
+    todo = np.ones(n, dtype=bool)
+    for j in range(w8 // 8):
+        x = words[:, j]
+        z = (x - _ONES) & ~x & _HIGHS
+        hit = todo & (z != 0)
+        if hit.any():
+            zh = z[hit]
+            low = zh & (~zh + np.uint64(1))
+            out[hit] = np.minimum(8 * j + (np.log2(low.astype(np.float64)).astype(np.int64) >> 3), w)
+            todo &= ~hit
+            if not todo.any():
+                break
+    return out
 
 
 def _masked(arr: pa.Array, valid: np.ndarray) -> pa.Array:
@@ -308,91 +421,111 @@ def _masked(arr: pa.Array, valid: np.ndarray) -> pa.Array:
     return pa.compute.if_else(pa.array(valid), arr, pa.nulls(len(arr), arr.type))
 
 
+def _dynamic(field: Field, loc_word: np.ndarray, word_ok: np.ndarray | None, data: np.ndarray,
+             offsets: np.ndarray, sizes: np.ndarray, endian: str) -> pa.Array:
+    """A __data_loc / __rel_loc field: the 32-bit word (length << 16 | offset) points into the record."""
+    n = offsets.size
+    word = loc_word.astype(np.int64)
+    loc = word & 0xFFFF
+    length = word >> 16
+    if field.rel_loc:
+        loc = loc + field.offset + field.size
+    valid = (loc + length <= sizes) & (offsets + loc + length <= data.size)
+    if word_ok is not None:
+        valid &= word_ok
+    length = np.where(valid, length, 0)
+    abs_start = offsets + loc
+    total = int(length.sum())
+    seg_off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(length, out=seg_off[1:])
+    if total:
+        values = data[np.repeat(abs_start - seg_off[:-1], length) + np.arange(total, dtype=np.int64)]
+    else:
+        values = np.empty(0, dtype=np.uint8)
+    if field.is_string:
+        # The stored string includes its NUL; cut at the first NUL of each segment.
+        nul_pos = np.flatnonzero(values == 0)
+        strlen = length.copy()
+        if nul_pos.size:
+            seg_of = np.searchsorted(seg_off, nul_pos, side="right") - 1
+            firsts, first_idx = np.unique(seg_of, return_index=True)
+            strlen[firsts] = nul_pos[first_idx] - seg_off[firsts]
+        within = np.arange(total, dtype=np.int64) - np.repeat(seg_off[:-1], length)
+        sel = within < np.repeat(strlen, length)
+        new_off = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(strlen, out=new_off[1:])
+        return _make_strings(n, new_off, values[sel], valid)
+    es = field.elem_size
+    if es in (1, 2, 4, 8):
+        cnt = length // es
+        if (cnt * es != length).any():  # a ragged tail of a partial element: drop it
+            within = np.arange(total, dtype=np.int64) - np.repeat(seg_off[:-1], length)
+            values = values[within < np.repeat(cnt * es, length)]
+        flat = np.ascontiguousarray(values).view(_int_dtype(es, field.signed, endian)).astype(
+            _int_dtype(es, field.signed, "little").newbyteorder("="))
+        loff = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(cnt, out=loff[1:])
+        return _masked(pa.ListArray.from_arrays(pa.array(loff), pa.array(flat)), valid)
+    arr = pa.LargeBinaryArray.from_buffers(n, pa.py_buffer(seg_off), pa.py_buffer(values))
+    return _masked(arr.cast(pa.binary()), valid)
+
+
+def _to_arrow(field: Field, vals: np.ndarray, valid: np.ndarray | None, long_size: int, endian: str) -> pa.Array:
+    n = vals.shape[0]
+    if field.is_string:
+        return _strings_from_block(vals, _first_nul_lengths(vals), valid)
+    atype = arrow_type(field, long_size)
+    if pa.types.is_list(atype):
+        es = field.elem_size
+        flat = vals.view(_int_dtype(es, field.signed, endian)).astype(
+            _int_dtype(es, field.signed, "little").newbyteorder("="), copy=False).reshape(-1)
+        loff = np.arange(n + 1, dtype=np.int32) * field.array_len
+        arr = pa.ListArray.from_arrays(pa.array(loff), pa.array(flat))
+        return arr if valid is None else _masked(arr, valid)
+    if pa.types.is_binary(atype):
+        width = vals.shape[1] if vals.ndim == 2 else vals.dtype.itemsize
+        arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(
+            np.ascontiguousarray(vals))]).cast(pa.binary())
+        return arr if valid is None else _masked(arr, valid)
+    mask = None if valid is None else ~valid
+    if pa.types.is_boolean(atype):
+        return pa.array(vals != 0, mask=mask)
+    return pa.array(vals, type=atype, mask=mask)
+
+
 def decode_field(field: Field, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
                  endian: str = "little", long_size: int = 8) -> pa.Array:
     """Decode one field of n events whose payloads start at `offsets` within `data`.
 
     Bytes past an event's payload (truncated or corrupt records) give nulls, never an error.
     """
+    return decode_fields_of([field], data, offsets, sizes, endian, long_size)[field.name]
+
+
+def decode_fields_of(fields: Sequence[Field], data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
+                     endian: str = "little", long_size: int = 8, pool=None, rows: np.ndarray | None = None,
+                     extra: Sequence[tuple[np.ndarray, np.ndarray]] = ()) -> dict[str, pa.Array]:
+    """Decode fields of the records at `offsets` (or at offsets[rows]; see `gather_fixed`)."""
     import pyarrow.compute  # noqa: F401  (pa.compute used by _masked)
 
-    n = offsets.size
-    offsets = offsets.astype(np.int64, copy=False)
-    sizes = sizes.astype(np.int64, copy=False)
-    end_ok = (field.offset + field.size <= sizes) & (offsets + field.offset + field.size <= data.size)
-    starts = np.where(end_ok, offsets + field.offset, 0)
-
-    if field.data_loc or field.rel_loc:
-        word = _gather(data, starts, 4).view(_int_dtype(4, False, endian)).reshape(n).astype(np.int64)
-        loc = word & 0xFFFF
-        length = word >> 16
-        if field.rel_loc:
-            loc = loc + field.offset + field.size
-        valid = end_ok & (loc + length <= sizes) & (offsets + loc + length <= data.size)
-        length = np.where(valid, length, 0)
-        abs_start = offsets + loc
-        total = int(length.sum())
-        seg_off = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(length, out=seg_off[1:])
-        if total:
-            idx = np.repeat(abs_start - seg_off[:-1], length) + np.arange(total, dtype=np.int64)
-            values = data[idx]
+    fixed = gather_fixed(fields, data, offsets, sizes, endian, pool, rows=rows, extra=extra)
+    if any(f.data_loc or f.rel_loc for f in fields):
+        if rows is not None:
+            offsets, sizes = offsets[rows], sizes[rows]
+        offsets, sizes = offsets.astype(np.int64, copy=False), sizes.astype(np.int64, copy=False)
+    out = {}
+    for f in fields:
+        vals, valid = fixed.values.pop(f.name), fixed.valid[f.name]
+        if f.data_loc or f.rel_loc:
+            out[f.name] = _dynamic(f, vals, valid, data, offsets, sizes, endian)
         else:
-            values = np.empty(0, dtype=np.uint8)
-        if field.is_string:
-            # The stored string includes its NUL; cut at the first NUL of each segment.
-            nul_pos = np.flatnonzero(values == 0)
-            strlen = length.copy()
-            if nul_pos.size:
-                seg_of = np.searchsorted(seg_off, nul_pos, side="right") - 1
-                firsts, first_idx = np.unique(seg_of, return_index=True)
-                strlen[firsts] = nul_pos[first_idx] - seg_off[firsts]
-            keep = np.repeat(np.arange(n), length)
-            within = np.arange(total, dtype=np.int64) - np.repeat(seg_off[:-1], length)
-            sel = within < np.repeat(strlen, length) if total else np.zeros(0, dtype=bool)
-            del keep
-            new_off = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(strlen, out=new_off[1:])
-            return _make_strings(n, new_off, values[sel], valid)
-        es = field.elem_size
-        if es in (1, 2, 4, 8):
-            cnt = length // es
-            use = np.repeat(cnt * es, 1)
-            sel_idx = np.concatenate([np.arange(seg_off[i], seg_off[i] + use[i]) for i in range(n)]) \
-                if n and (use != length).any() else None
-            vals = values if sel_idx is None else values[sel_idx]
-            flat = np.ascontiguousarray(vals).view(_int_dtype(es, field.signed, endian)).astype(
-                _int_dtype(es, field.signed, "little").newbyteorder("="))
-            loff = np.zeros(n + 1, dtype=np.int32)
-            np.cumsum(cnt, out=loff[1:])
-            arr = pa.ListArray.from_arrays(pa.array(loff), pa.array(flat))
-            return _masked(arr, valid)
-        arr = pa.LargeBinaryArray.from_buffers(n, pa.py_buffer(seg_off), pa.py_buffer(values))
-        return _masked(arr.cast(pa.binary()), valid)
-
-    block = _gather(data, starts, field.size)
-    if field.is_string:
-        return _strings_from_block(block, _first_nul_lengths(block), end_ok)
-    atype = arrow_type(field, long_size)
-    if pa.types.is_list(atype):
-        es = field.elem_size
-        flat = np.ascontiguousarray(block).view(_int_dtype(es, field.signed, endian)).astype(
-            _int_dtype(es, field.signed, "little").newbyteorder("=")).reshape(-1)
-        loff = np.arange(n + 1, dtype=np.int32) * field.array_len
-        return _masked(pa.ListArray.from_arrays(pa.array(loff), pa.array(flat)), end_ok)
-    if pa.types.is_binary(atype):
-        return _masked(pa.array(list(map(bytes, block)), pa.binary()), end_ok)
-    vals = np.ascontiguousarray(block).view(_int_dtype(field.size, field.signed, endian)).reshape(n)
-    if endian != "little" or vals.dtype.byteorder == ">":
-        vals = vals.astype(vals.dtype.newbyteorder("="))
-    if pa.types.is_boolean(atype):
-        return pa.array(vals != 0, mask=~end_ok)
-    return pa.array(vals, type=atype, mask=None if end_ok.all() else ~end_ok)
+            out[f.name] = _to_arrow(f, vals, valid, long_size, endian)
+    return out
 
 
 def decode_fields(fmt: EventFormat, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
                   endian: str = "little", long_size: int = 8,
-                  fields: Sequence[str] | None = None) -> dict[str, pa.Array]:
+                  fields: Sequence[str] | None = None, pool=None) -> dict[str, pa.Array]:
     """Decode fields (default: the event's own, non-common fields) of n events in bulk."""
     wanted = fmt.own_fields if fields is None else tuple(fmt.field(f) for f in fields)
-    return {f.name: decode_field(f, data, offsets, sizes, endian, long_size) for f in wanted}
+    return decode_fields_of(wanted, data, offsets, sizes, endian, long_size, pool)

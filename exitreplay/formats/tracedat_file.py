@@ -18,8 +18,14 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import TraceError
-from .eventformat import EventFormat, HeaderEvent, HeaderPage, parse_format, parse_header_event, \
-    parse_header_page
+from .eventformat import (
+    EventFormat,
+    HeaderEvent,
+    HeaderPage,
+    parse_format,
+    parse_header_event,
+    parse_header_page,
+)
 
 MAGIC = b"\x17\x08\x44tracing"
 SUPPORTED_VERSIONS = (6, 7)
@@ -464,20 +470,71 @@ class TraceDatFile:
             return arr, cd.offset, avail < cd.size
         return self._decompress_cpu(cd), -1, False
 
-    def _decompress_cpu(self, cd: CpuData) -> np.ndarray:
-        # Compressed CPU data: chunk count, then per chunk compressed size, uncompressed size, data.
+    def _chunk_table(self, cd: CpuData) -> list[tuple[int, int, int]]:
+        """(file offset, compressed size, uncompressed size) of each compressed chunk of a CPU.
+
+        Layout: chunk count, then per chunk compressed size, uncompressed size, data.
+        """
         what = f"CPU {cd.cpu} data"
         c = _Cursor(self._mm, cd.offset, self.endian, self.path, what)
-        parts: list[bytes] = []
+        chunks: list[tuple[int, int, int]] = []
         try:
             count = c.u(4)
             for _ in range(count):
                 csize, usize = c.u(4), c.u(4)
-                parts.append(self._decompress(c.take(csize), usize, what))
+                if c.pos + csize > len(self._mm):
+                    raise _Truncated(what)
+                chunks.append((c.pos, csize, usize))
+                c.pos += csize
         except _Truncated:
-            self.warnings.append(f"{what}: compressed data truncated after {len(parts)} chunks")
+            msg = f"{what}: compressed data truncated after {len(chunks)} chunks"
+            if msg not in self.warnings:
+                self.warnings.append(msg)
             self.truncated_cpus.add(cd.cpu)
-        return np.frombuffer(b"".join(parts), dtype=np.uint8)
+        return chunks
+
+    def _decompress_cpu(self, cd: CpuData) -> np.ndarray:
+        chunks = self._chunk_table(cd)
+        out = np.empty(sum(u for _, _, u in chunks), dtype=np.uint8)
+        self._decompress_into(cd, chunks, out)
+        return out
+
+    def _decompress_into(self, cd: CpuData, chunks: list[tuple[int, int, int]], out: np.ndarray) -> None:
+        at = 0
+        for pos, csize, usize in chunks:
+            out[at: at + usize] = np.frombuffer(self._decompress(self._mm[pos: pos + csize], usize,
+                                                                 f"CPU {cd.cpu} data"), dtype=np.uint8)
+            at += usize
+
+    def buffer_data(self, buffer: int = 0, pool=None) -> tuple[np.ndarray, list[tuple[int, int, bool]]]:
+        """Every CPU's pages of one buffer in one array: (data, [(start, length, cut)] per CPU).
+
+        Uncompressed files give the memory map itself (starts are file offsets, nothing copied);
+        compressed ones are decompressed, CPUs in parallel on `pool`, into one allocation.
+        """
+        cpus = self.buffers[buffer].cpus
+        if self.compression == "none" or self.version < 7:
+            data = np.frombuffer(self._mm, dtype=np.uint8)
+            spans = []
+            for cd in cpus:
+                avail = max(0, min(cd.size, self.file_size - cd.offset)) if cd.size else 0
+                spans.append((min(cd.offset, self.file_size), avail, avail < cd.size))
+            return data, spans
+        tables = [self._chunk_table(cd) if cd.size else [] for cd in cpus]
+        lengths = [sum(u for _, _, u in t) for t in tables]
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        data = np.empty(int(starts[-1]), dtype=np.uint8)
+        jobs = [(cd, t, data[int(starts[i]): int(starts[i + 1])]) for i, (cd, t) in enumerate(zip(cpus, tables))]
+        if pool is None:
+            for job in jobs:
+                self._decompress_into(*job)
+        else:
+            list(pool.map(lambda job: self._decompress_into(*job), jobs))
+        return data, [(int(starts[i]), lengths[i], False) for i in range(len(cpus))]
+
+    def iter_cpu_data(self, cpu_index: int, buffer: int = 0, chunk_bytes: int = 4 << 20) -> CpuReader:
+        """One CPU's pages in pieces of about `chunk_bytes`, read (not mapped) so memory stays bounded."""
+        return CpuReader(self, self.buffers[buffer].cpus[cpu_index], self.buffers[buffer].page_size, chunk_bytes)
 
     @cached_property
     def truncated_cpus(self) -> set[int]:
@@ -489,3 +546,59 @@ class TraceDatFile:
         except BufferError:
             pass  # arrays still view the map; the OS frees it with them
         self._fh.close()
+
+
+class CpuReader:
+    """Iterator over one CPU's ring-buffer data in whole-page pieces (a cut file may end mid-page).
+
+    Uncompressed data is read with pread into fresh arrays rather than through the memory map, so
+    pages already converted are not kept mapped; compressed chunks are decompressed one at a time.
+    After iteration, `present` is the byte count read and `cut` says whether the data was truncated.
+    """
+
+    def __init__(self, tdf: TraceDatFile, cd: CpuData, page_size: int, chunk_bytes: int):
+        self.tdf, self.cd = tdf, cd
+        self.chunk = max(page_size, chunk_bytes // page_size * page_size)
+        self.page_size = page_size
+        self.present = 0
+        self.cut = False
+
+    def __iter__(self):
+        tdf, cd = self.tdf, self.cd
+        if cd.size == 0:
+            return
+        if tdf.compression == "none" or tdf.version < 7:
+            end = min(cd.offset + cd.size, tdf.file_size)
+            self.cut = end < cd.offset + cd.size
+            pos = cd.offset
+            while pos < end:
+                n = min(self.chunk, end - pos)
+                arr = np.empty(n, dtype=np.uint8)
+                got = os.preadv(tdf._fh.fileno(), [memoryview(arr)], pos)
+                if got < n:
+                    arr = arr[:got]
+                    self.cut = True
+                self.present += arr.size
+                yield arr
+                if got < n:
+                    return
+                pos += n
+            return
+        pending: list[np.ndarray] = []
+        held = 0
+        for pos, csize, usize in tdf._chunk_table(cd):
+            part = np.frombuffer(tdf._decompress(tdf._mm[pos: pos + csize], usize, f"CPU {cd.cpu} data"), np.uint8)
+            pending.append(part)
+            held += part.size
+            if held >= self.chunk:
+                joined = np.concatenate(pending)
+                at = 0
+                while held - at >= self.chunk:
+                    self.present += self.chunk
+                    yield joined[at: at + self.chunk]
+                    at += self.chunk
+                pending, held = [joined[at:]], held - at
+        if held:
+            self.present += held
+            yield np.concatenate(pending)
+        self.cut = cd.cpu in tdf.truncated_cpus
