@@ -261,7 +261,7 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
         "compression": trace.meta.compression, "clock": trace.meta.clock, "cpus": trace.meta.cpus,
         "isa": isa_key, "events": len(trace), "span_ns": span_ns,
         "exits": int(ep.height), "timed_exits": int(ep["latency_ns"].count()) if ep.height else 0,
-        "exit_time_ns": total_exit_ns,
+        "exit_time_ns": total_exit_ns, "msr_traced": msr_traced,
         "exits_per_s": ep.height / (span_ns / 1e9) if span_ns else None,
         "vcpus": int(n_vcpus), "vms": int(n_vms),
         "classes": {str(k): v for k, v in ep.group_by("cls").len().sort("cls").iter_rows()} if ep.height else {},

@@ -191,8 +191,7 @@ def replay_all(ep: pl.DataFrame, policies: Sequence[Policy], costs: CostProfile,
         sync_causes = {k: int(tot[k] or 0) for k in ("put:userspace", "put:preempted", "put:blocked",
                                                      "put:migrated")}
         sync_causes.update({f"lazy:{c}": int(tot[f"cause#{i}#{c}"] or 0) for c in cause_names[p.lazy]})
-        per_exit = any(p.count("exit", op) for op in ("vmload", "vmsave", "wrmsr"))
-        if per_exit:
+        if p.syncs_every_exit:
             syncs = int(bcount["exit"])
             sync_causes = {"every exit": syncs, **sync_causes}
         else:

@@ -81,6 +81,11 @@ class Policy:
     def count(self, boundary: str, op: str) -> float:
         return self.ops.get(boundary, {}).get(op, 0)
 
+    @property
+    def syncs_every_exit(self) -> bool:
+        """A policy that switches user state on every exit never defers it: each exit is a sync."""
+        return any(self.count("exit", op) for op in ("vmload", "vmsave", "wrmsr"))
+
 
 def _fail(where: str, msg: str) -> None:
     raise UsageError(f"policy {where}: {msg}")

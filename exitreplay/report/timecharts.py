@@ -81,15 +81,11 @@ def timeline(report: Report, label: str | None = None) -> alt.FacetChart:
                                f"{rows}. Source: {label}"))
 
 
-def _switches_every_exit(p: Policy) -> bool:
-    return any(p.count("exit", op) for op in ("vmload", "vmsave", "wrmsr"))
-
-
 def window_sizes(report: Report, policy: Policy) -> tuple[pl.Series, int]:
     """Exits per closed deferral window (the sync exit closes its window), per vCPU thread, and the
     number of exits after each thread's last sync (an open window, left out)."""
     b = boundary_frame(report.episodes)
-    msr_traced = not any(w.startswith("no kvm_msr recorded") for w in report.warnings)
+    msr_traced = report.summary.get("msr_traced", True)
     any_lazy, _w, _c = lazy_columns(b, policy.lazy, msr_traced)
     b = b.with_columns((pl.col("userspace") | pl.col("sched_out") | any_lazy).alias("_sync")) \
         .sort("pid", "exit_row")
@@ -117,7 +113,7 @@ def window_frame(report: Report, policies=None) -> tuple[pl.DataFrame, list[str]
     every exit, so each window is one exit). Policies with identical windows share a group."""
     dists, skipped = {}, []
     for p in _policies(report, policies) if report.episodes.height else []:
-        if _switches_every_exit(p):
+        if p.syncs_every_exit:
             skipped.append(p.name)
             continue
         sizes, _open = window_sizes(report, p)
