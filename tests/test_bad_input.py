@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REAL
 
 import exitreplay
-from conftest import REAL
 from exitreplay.errors import TraceError, TraceWarning
 
 SRC = REAL / "pvm-longmode-msr.v6.dat"

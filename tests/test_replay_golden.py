@@ -17,9 +17,9 @@ e5 (another CPU, whose user-return MSRs are taken to hold host values): 3.
 from __future__ import annotations
 
 import pytest
+from tracebuilder import build, kentry, kexit, msr, sched, uexit
 
 from exitreplay.analysis import analyze
-from tracebuilder import build, kentry, kexit, msr, sched, uexit
 
 P = 100
 

@@ -190,7 +190,7 @@ def _format_text(fields):
 def _encode(fields, fixed_end, values, e):
     body = bytearray(fixed_end)
     tail = bytearray()
-    for (name, kind, at, size), v in zip(fields, values):
+    for (_name, kind, at, size), v in zip(fields, values):
         if kind in SCALARS:
             struct.pack_into(e + SCALARS[kind][2], body, at, v)
         elif kind in ("comm", "bytes"):

@@ -91,7 +91,7 @@ def test_blocking_halt_sequence_and_wait_times():
             checked += 1
     assert checked > 50
     threads = by_thread(tr)
-    for pid, evs in threads.items():
+    for evs in threads.values():
         names = [e[1] for e in evs]
         for i, n in enumerate(names):
             if n == "kvm_vcpu_wakeup" and evs[i][2]["waited"]:

@@ -57,7 +57,7 @@ def test_report_without_header_with_dropped_lines(tmp_path):
     assert tr.meta.cpus == 2  # no header: the highest CPU seen + 1
     assert tr.events.num_rows == sum(1 for ln in body if EVENT_LINE.match(ln))
     want = []
-    for at, text, cpu, count in inserts:
+    for _at, text, cpu, count in inserts:
         idx = body.index(text)
         row, real_cpu = expected_row(body, idx, cpu)
         want.append((real_cpu, count, row))

@@ -10,9 +10,9 @@ import re
 
 import pyarrow as pa
 import pytest
+from conftest import DAT_VARIANTS, REAL, RECORDINGS, trace_cmd_report
 
 import exitreplay
-from conftest import DAT_VARIANTS, RECORDINGS, REAL, trace_cmd_report
 
 LINE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<pid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<sec>\d+)\.(?P<ns>\d{9}):\s+"

@@ -143,8 +143,8 @@ def chart(
     kind: str = typer.Option(..., "--kind", "-k", help=f"One of: {CHART_KINDS} (deltas: two traces or more)."),
     output: Path = typer.Option(..., "-o", "--output", help="FILE.html (interactive), .svg, .png or .json (Vega-Lite)."),
     policy: list[str] = typer.Option(None, "--policy", "-p", help="Policies to replay (the ops and window charts)."),
-    baseline: str = typer.Option(None, "--baseline"),
-    cost_profile: str = typer.Option("epyc", "--cost-profile"),
+    baseline: str = typer.Option(None, "--baseline", help="Policy to compare against (default: kvm-today on SVM, vmx-uret on VMX)."),
+    cost_profile: str = typer.Option("epyc", "--cost-profile", help="Built-in cost profile or a .toml file."),
     reference: str = typer.Option(None, "--reference", help="deltas: the reference label (default: the first)."),
     png_scale: float = typer.Option(2.0, "--png-scale", help="PNG pixels per CSS pixel (1: smaller files)."),
 ) -> None:
@@ -180,10 +180,10 @@ def chart(
 def report(
     traces: list[str] = typer.Argument(..., help="Trace files (directories and globs too)."),
     output: Path = typer.Option(..., "-o", "--output", help="report.html to write."),
-    policy: list[str] = typer.Option(None, "--policy", "-p"),
-    baseline: str = typer.Option(None, "--baseline"),
-    cost_profile: str = typer.Option("epyc", "--cost-profile"),
-    cpu_mhz: float = typer.Option(None, "--cpu-mhz"),
+    policy: list[str] = typer.Option(None, "--policy", "-p", help="Built-in policy name or .toml file (repeat; default: every built-in that fits)."),
+    baseline: str = typer.Option(None, "--baseline", help="Policy to compare against (default: kvm-today on SVM, vmx-uret on VMX)."),
+    cost_profile: str = typer.Option("epyc", "--cost-profile", help="Built-in cost profile or a .toml file."),
+    cpu_mhz: float = typer.Option(None, "--cpu-mhz", help="CPU frequency for cycles<->time (default: the cost profile's)."),
 ) -> None:
     """One self-contained HTML file (summary, warnings, tables, interactive charts; opens with no network).
 

@@ -175,7 +175,7 @@ def _split_name_values(rest: pl.Series) -> list[tuple[np.ndarray, dict[str, pl.S
     for (sig,), grp in frame.group_by(["sig"], maintain_order=True):
         names = sig.split(" ")
         groups, seen = [], {}
-        for k, n in enumerate(names):
+        for n in names:
             seen[n] = seen.get(n, 0) + 1
             groups.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
         regex = "^" + " ".join(rf"{re.escape(n)}=(?P<g{k}>.*?)" for k, n in enumerate(names)) + "$"

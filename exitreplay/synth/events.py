@@ -59,7 +59,9 @@ class EventColumns:
         n = ts.size
         if n == 0:
             return
-        b = lambda v, dt: np.broadcast_to(np.asarray(v, dt), (n,))
+        def b(v, dt):
+            return np.broadcast_to(np.asarray(v, dt), (n,))
+
         d = {"@ts": ts, "@cpu": b(cpu, np.int32), "@pid": b(pid, np.int32), "@order": b(order, np.int64)}
         d.update({k: (v if isinstance(v, np.ndarray) and v.ndim == 2 else np.broadcast_to(np.asarray(v), (n,)))
                   for k, v in fields.items()})
@@ -113,7 +115,7 @@ class EventColumns:
         })
         tables = {}
         start = 0
-        for i, n in enumerate(names):
+        for n in names:
             d = parts[n]
             cnt = d["@ts"].size
             rows = rank[start: start + cnt]
