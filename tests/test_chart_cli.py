@@ -8,6 +8,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
+from cli_helpers import run_main
 from conftest import SAMPLES
 
 TRACE = SAMPLES / "svm-mixed.v7zstd.dat"
@@ -17,19 +18,8 @@ OTHER = SAMPLES / "svm-idle.v7.dat"
 @pytest.fixture()
 def run(capsys, monkeypatch):
     """`exitreplay ARGS` in this process, through the real entry point (exit status and all)."""
-    from exitreplay.cli import main
-
     def go(*args, tmp_path):
-        monkeypatch.setenv("EXITREPLAY_CACHE", str(tmp_path / "cache"))
-        monkeypatch.setattr(sys, "argv", ["exitreplay", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
+        return run_main(capsys, monkeypatch, args, tmp_path / "cache")
     return go
 
 

@@ -8,6 +8,7 @@ import sys
 
 import polars as pl
 import pytest
+from cli_helpers import run_main
 from test_compare_metrics import A, B, write_ftrace
 
 from exitreplay.compare import compare, expand
@@ -27,20 +28,9 @@ def d(tmp_path_factory):
 def cli(capsys, monkeypatch):
     """Run `exitreplay compare ARGS` in this process (the real entry point, minus interpreter
     start-up); the subprocess tests below check the installed command itself."""
-    from exitreplay.cli import main
-
     def run(*args, cache):
-        monkeypatch.setenv("EXITREPLAY_CACHE", str(cache))
         jobs = [] if "-j" in args else ["-j", "1"]  # the pool is tested elsewhere; starting it costs seconds
-        monkeypatch.setattr(sys, "argv", ["exitreplay", "compare", *map(str, args), *jobs])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
+        return run_main(capsys, monkeypatch, ["compare", *args, *jobs], cache)
     return run
 
 

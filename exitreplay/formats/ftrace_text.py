@@ -10,22 +10,17 @@ from .textcommon import (
     STARTED,
     Progress,
     build_trace,
-    check_path,
     find_markers,
     not_events,
+    open_lines,
     prefixed_events,
-    read_lines,
 )
 
 HEADER = r"^\s*#|LOST \d+ EVENTS\]|EVENTS DROPPED\]"
 
 
 def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
-    path = check_path(path)
-    size = os.path.getsize(path)
-    if progress:
-        progress(0, size)
-    lines = read_lines(path)
+    path, lines = open_lines(path, progress)
     cpus = None
     warnings: list[str] = []
     extra: dict = {}
@@ -52,6 +47,4 @@ def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
     trace = build_trace(path, ev, "ftrace-text", cpus=cpus, markers=markers, warnings=warnings, extra=extra,
                         unparsed_lines=not_events(lines, is_event, HEADER))
     trace.meta.tracer = tracer
-    if progress:
-        progress(size, size)
     return trace

@@ -7,7 +7,7 @@ import re
 import polars as pl
 
 from ..trace import Trace
-from .textcommon import Marker, Progress, build_trace, check_path, not_events, read_lines, ts_to_ns
+from .textcommon import Marker, Progress, build_trace, not_events, open_lines, ts_to_ns
 
 # comm  pid[/tid] [cpu] ts: [period] system:event: text   (comm may hold spaces)
 PREFIX = (r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)(?:/(?P<tid>-?\d+))?\s+\[(?P<cpu>\d+)\]\s+(?P<ts>\d+\.\d+):\s+"
@@ -17,11 +17,7 @@ LOST = r"PERF_RECORD_LOST(?:_SAMPLES)?\b"
 
 
 def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
-    path = check_path(path)
-    size = os.path.getsize(path)
-    if progress:
-        progress(0, size)
-    lines = read_lines(path)
+    path, lines = open_lines(path, progress)
     frame = pl.DataFrame({"l": lines}).with_row_index("line").select(
         pl.col("line"), pl.col("l").str.extract_groups(PREFIX)).unnest("l")
     is_event = frame["ts"].is_not_null()
@@ -47,6 +43,4 @@ def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
         warnings.append(f"perf reported lost events: {ln.strip()}")
     trace = build_trace(path, ev, "perf-script", cpus=None, markers=markers, warnings=warnings[:20],
                         unparsed_lines=not_events(lines, is_event, LOST + r"|^\s*#"))
-    if progress:
-        progress(size, size)
     return trace

@@ -9,11 +9,10 @@ from ..trace import Trace
 from .textcommon import (
     Progress,
     build_trace,
-    check_path,
     find_markers,
     not_events,
+    open_lines,
     prefixed_events,
-    read_lines,
 )
 
 # Lines trace-cmd prints besides events.
@@ -21,11 +20,7 @@ HEADER = r"^cpus=\d+|^version = \d+|^CPU \d+ is empty|EVENTS DROPPED\]|LOST \d+ 
 
 
 def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
-    path = check_path(path)
-    size = os.path.getsize(path)
-    if progress:
-        progress(0, size)
-    lines = read_lines(path)
+    path, lines = open_lines(path, progress)
     cpus = version = None
     for ln in lines.head(20).to_list():
         m = re.match(r"^cpus=(\d+)\s*$", ln)
@@ -39,6 +34,4 @@ def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
                         extra={"cpus_header": cpus is not None},
                         unparsed_lines=not_events(lines, is_event, HEADER))
     trace.meta.version = version
-    if progress:
-        progress(size, size)
     return trace

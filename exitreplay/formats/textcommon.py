@@ -49,6 +49,18 @@ def check_path(path: str | os.PathLike) -> str:
     return path
 
 
+def open_lines(path: str | os.PathLike, progress: Progress | None) -> tuple[str, pl.Series]:
+    """A text trace's checked path and its lines; the read is the slow part, so progress is the bytes read."""
+    path = check_path(path)
+    size = os.path.getsize(path)
+    if progress:
+        progress(0, size)
+    lines = read_lines(path)
+    if progress:
+        progress(size, size)
+    return path, lines
+
+
 def read_lines(path: str) -> pl.Series:
     """The file's lines (UTF-8, undecodable bytes replaced), split by Polars in one call."""
     try:
