@@ -14,6 +14,7 @@ import polars as pl
 
 from .episodes import Episodes, build_episodes
 from .errors import UsageError
+from .filters import Filters
 from .kvm import reasons
 from .replay.costs import LEVELS, CostProfile, load_costs
 from .replay.engine import PolicyResult, boundary_frame, replay_all, replay_nested
@@ -26,8 +27,15 @@ DEFAULT_BASELINE = {"svm": "kvm-today", "vmx": "vmx-uret"}
 PROGRESS_STEPS = 5
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class Report:
+    """What `analyze()` found in one trace: `summary` (capture, selection, pairing, baseline,
+    costs, filters), `warnings`, Polars tables (`latency*` per reason/vCPU/VM, `policies` one row
+    per policy, `ops`, `sync_causes`, `savings_by_*`, `nested`, `costs`), `sensitivity` (does the
+    ranking survive the cost ranges) and `episodes` (one row per exit). `TABLES` names the
+    tables; `event_view(kind)` gives the perf-kvm-stat style ioport/mmio/msr/npf tables.
+    docs/model.md describes every column."""
+
     summary: dict[str, Any]
     warnings: list[str]
     latency: pl.DataFrame  # per exit reason
@@ -44,9 +52,21 @@ class Report:
     episodes: pl.DataFrame = dataclasses.field(repr=False)  # for charts; not serialized
     latency_reason_vcpu: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)  # per vCPU and reason
     latency_reason_vm: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)  # per VM and reason
+    trace: Trace | None = dataclasses.field(default=None, repr=False)  # the (windowed) trace, for event views
 
     TABLES = ("latency", "latency_vcpu", "latency_vm", "latency_reason_vcpu", "latency_reason_vm", "policies",
               "ops", "sync_causes", "savings_by_reason", "savings_by_vcpu", "nested", "costs")
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"<Report {s.get('path')}: {s.get('exits', 0)} exits, {self.policies.height} policies against "
+                f"{s.get('baseline')}; tables: {', '.join(self.TABLES)}>")
+
+    def event_view(self, kind: str):
+        """Exits by I/O port, MMIO address, MSR or NPF region (kind: vmexit, ioport, mmio, msr, npf)."""
+        from .views import event_view
+
+        return event_view(self, kind)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"summary": self.summary, "warnings": self.warnings,
@@ -89,7 +109,7 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
             costs: str | CostProfile | None = None, baseline: str | Policy | None = None, *,
             vcpu: int | None = None, vm: int | None = None, start_ns: int | None = None,
             end_ns: int | None = None, cpu_mhz: float | None = None, tsc_mhz: float | None = None,
-            progress: Callable[[int, int], None] | None = None) -> Report:
+            progress: Callable[[int, int], None] | None = None, filters: Filters | None = None) -> Report:
     """Replay each policy on the trace's real exit sequence and compare it with the baseline.
 
     trace: a Trace or a path to read. policies: built-in names, .toml paths or Policy objects
@@ -97,7 +117,8 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
     costs: a cost profile name, .toml path or CostProfile (default: epyc). start_ns/end_ns are
     offsets from the first event, in ns. cpu_mhz converts cycles to time (default: the cost
     profile's); tsc_mhz converts raw x86-tsc timestamps to ns when the file has no TSC2NSEC
-    (default: cpu_mhz). progress(done, total) is called as the work advances.
+    (default: cpu_mhz). progress(done, total) is called as the work advances. filters: a
+    Filters (window, VM, vCPU, host CPUs, reasons); vcpu/vm/start_ns/end_ns are set into it.
     """
     if not isinstance(trace, Trace):
         from .reader import read_trace
@@ -107,11 +128,9 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
     cost = costs if isinstance(costs, CostProfile) else load_costs(costs or "epyc")
     mhz = _positive(cpu_mhz, "--cpu-mhz") or float(cost.cpu_mhz)
     t_mhz = _positive(tsc_mhz, "--tsc-mhz")
-    for name, v in (("--from", start_ns), ("--to", end_ns)):
-        if v is not None and v < 0:
-            raise UsageError(f"{name} must not be negative")
-    if start_ns is not None and end_ns is not None and end_ns <= start_ns:
-        raise UsageError("--to must come after --from")
+    flt = (filters or Filters()).merged(**vars(Filters.from_offsets(vcpu, vm, start_ns, end_ns)))
+    whole = {"trace_events": len(trace), "trace_first_ts": trace.meta.first_ts, "trace_last_ts": trace.meta.last_ts,
+             "trace_dropped_events": {str(k): v for k, v in trace.meta.dropped_per_cpu.items()}}
     warnings = list(trace.meta.warnings)
 
     # Raw TSC timestamps: times given and shown in ns are converted at the TSC frequency.
@@ -121,30 +140,19 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
         t_mhz = t_mhz or mhz
         ns_per_unit = 1000.0 / t_mhz
         warnings.append(f"timestamps are TSC counts: durations converted at {t_mhz:g} MHz (--tsc-mhz)")
-    if start_ns is not None or end_ns is not None:
-        t0 = trace.meta.first_ts or 0
-        lo = None if start_ns is None else t0 + round(start_ns / ns_per_unit)
-        hi = None if end_ns is None else t0 + round(end_ns / ns_per_unit)
-        trace = trace.slice_time(lo, hi)
+    trace, window = flt.window(trace, ns_per_unit)
     eps: Episodes = build_episodes(trace)
     step(1)
     warnings += [w for w in eps.warnings if w not in warnings]
     ep = eps.table
 
+    ep = flt.episodes(ep, eps.threads)
+    warnings += flt.warnings(eps.threads)
     if ep.height:
-        if vcpu is not None:
-            ep = ep.filter(pl.col("vcpu") == vcpu)
-        if vm is not None:
-            ep = ep.filter((pl.col("vm") == vm) | (pl.col("pid") == vm))
-        if (vcpu is not None or vm is not None) and ep.height == 0:
-            raise UsageError(f"no exits for vcpu={vcpu} vm={vm} (vCPU threads: "
-                             f"{eps.threads.select('vm', 'vcpu', 'pid').to_dicts()})")
         if ns_per_unit != 1.0:
             ep = ep.with_columns(
                 (pl.col("latency_ns") * ns_per_unit).round(0).cast(pl.Int64),
                 *[(pl.col(c) * ns_per_unit).cast(pl.Int64) for c in ("ts", "put_ts")])
-    elif vcpu is not None or vm is not None:
-        raise UsageError("--vcpu/--vm need exits, and this trace has no kvm_exit events")
     span_ns = int(eps.span_ns * ns_per_unit)
     isa_key = ISA_KEYS.get(eps.isa) if eps.isa is not None else None
     has_nested = bool(ep.height) and bool(ep["nested"].any())
@@ -165,12 +173,9 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
         warnings.append("no kvm_msr recorded: MSR exits of unknown index count as lazy-state syncs (conservative)")
     cpus = trace.meta.cpus or 1
     # KVM_RUN starts before a thread's first exit: loads too, of the selected threads only.
-    th = eps.threads
-    if vcpu is not None:
-        th = th.filter(pl.col("vcpu") == vcpu)
-    if vm is not None:
-        th = th.filter((pl.col("vm") == vm) | (pl.col("pid") == vm))
-    first_loads = int(th["first_entries"].sum()) if th.height else 0
+    th = flt.threads(eps.threads)
+    # Exits picked by host CPU or reason own no KVM_RUN start.
+    first_loads = int(th["first_entries"].sum()) if th.height and not flt.per_exit else 0
     total_exit_ns = int(ep["latency_ns"].drop_nulls().sum()) if ep.height else 0
     b = boundary_frame(ep) if ep.height else ep
     step(2)
@@ -269,7 +274,8 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
         "pairing": eps.counts, "sync_events": eps.sync_events,
         "baseline": base.name, "policies": [p.name for p in pols], "cost_profile": cost.name, "cpu_mhz": mhz,
         "tsc_mhz": t_mhz if raw_tsc else None,
-        "filters": {"vcpu": vcpu, "vm": vm, "from_ns": start_ns, "to_ns": end_ns},
+        "filters": flt.to_dict(), **whole,
+        "window": None if window is None else {"from_ts": window[0], "to_ts": window[1]},
     }
     costs_df = pl.DataFrame([{"op": op, "low": c.low, "typical": c.typical, "high": c.high, "source": c.source}
                              for op, c in cost.ops.items()])
@@ -280,7 +286,7 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
         latency_reason_vcpu=lat["latency_reason_vcpu"], latency_reason_vm=lat["latency_reason_vm"],
         policies=policies_df, ops=pl.DataFrame(op_rows), sync_causes=pl.DataFrame(cause_rows),
         savings_by_reason=_fin(by_reason, ["reason"]), savings_by_vcpu=_fin(by_vcpu, ["vm", "vcpu"]),
-        nested=pl.DataFrame(nested_rows), costs=costs_df, sensitivity=sens, episodes=ep,
+        nested=pl.DataFrame(nested_rows), costs=costs_df, sensitivity=sens, episodes=ep, trace=trace,
     )
 
 

@@ -60,3 +60,37 @@ LAZY_MSR_COLUMN = {"svm": "svm", "vmx": "vmx", "vmx-2008": "vmx2008", "kernel-gs
 
 def msr_name(index: int) -> str:
     return MSR_NAMES.get(index, f"0x{index:x}")
+
+
+# The names the event views print for MSRs (Linux arch/x86/include/asm/msr-index.h, without the
+# MSR_ / MSR_IA32_ prefixes, as perf and kvm_stat users read them), the MSRs guests commonly
+# exit for included; the x2APIC registers (0x800 + APIC register offset / 16) from the Intel SDM
+# vol. 3A, "x2APIC Register Address Space". An index not listed prints as hex.
+MSR_LABELS = {
+    0x10: "TSC", 0x1B: "APICBASE", 0x3A: "FEAT_CTL", 0x3B: "TSC_ADJUST", 0x48: "SPEC_CTRL", 0x49: "PRED_CMD",
+    0x8B: "UCODE_REV", 0x9E: "SMBASE", 0xC1: "PERFCTR0", 0xC2: "PERFCTR1", 0xCE: "PLATFORM_INFO",
+    0xE1: "UMWAIT_CONTROL", 0xE7: "MPERF", 0xE8: "APERF", 0xFE: "MTRRcap", 0x10A: "ARCH_CAPABILITIES",
+    0x10B: "FLUSH_CMD", MSR_IA32_TSX_CTRL: "TSX_CTRL", MSR_IA32_SYSENTER_CS: "SYSENTER_CS",
+    MSR_IA32_SYSENTER_ESP: "SYSENTER_ESP", MSR_IA32_SYSENTER_EIP: "SYSENTER_EIP", 0x179: "MCG_CAP",
+    0x17A: "MCG_STATUS", 0x186: "EVNTSEL0", 0x187: "EVNTSEL1", 0x198: "PERF_STATUS", 0x199: "PERF_CTL",
+    0x1A0: "MISC_ENABLE", 0x1B0: "ENERGY_PERF_BIAS", 0x1D9: "DEBUGCTLMSR", 0x1FC: "POWER_CTL",
+    0x277: "CR_PAT", 0x2FF: "MTRRdefType", 0x38D: "CORE_PERF_FIXED_CTR_CTRL", 0x38E: "CORE_PERF_GLOBAL_STATUS",
+    0x38F: "CORE_PERF_GLOBAL_CTRL", 0x390: "CORE_PERF_GLOBAL_OVF_CTRL", 0x6E0: "TSC_DEADLINE",
+    0x802: "X2APIC_ID", 0x803: "X2APIC_VERSION", 0x808: "X2APIC_TPR", 0x80B: "X2APIC_EOI",
+    0x80D: "X2APIC_LDR", 0x80F: "X2APIC_SPIV", 0x828: "X2APIC_ESR", 0x830: "X2APIC_ICR",
+    0x832: "X2APIC_LVTT", 0x838: "X2APIC_TMICT", 0x839: "X2APIC_TMCCT", 0x83E: "X2APIC_TDCR",
+    0x83F: "X2APIC_SELF_IPI", 0xD90: "BNDCFGS", 0xDA0: "XSS",
+    0x4B564D00: "KVM_WALL_CLOCK_NEW", 0x4B564D01: "KVM_SYSTEM_TIME_NEW", 0x4B564D02: "KVM_ASYNC_PF_EN",
+    0x4B564D03: "KVM_STEAL_TIME", 0x4B564D04: "KVM_PV_EOI_EN", 0x4B564D05: "KVM_POLL_CONTROL",
+    0x4B564D06: "KVM_ASYNC_PF_INT", 0x4B564D07: "KVM_ASYNC_PF_ACK", 0x11: "KVM_WALL_CLOCK",
+    0x12: "KVM_SYSTEM_TIME",
+    MSR_EFER: "EFER", MSR_STAR: "STAR", MSR_LSTAR: "LSTAR", MSR_CSTAR: "CSTAR", MSR_SYSCALL_MASK: "SYSCALL_MASK",
+    MSR_FS_BASE: "FS_BASE", MSR_GS_BASE: "GS_BASE", MSR_KERNEL_GS_BASE: "KERNEL_GS_BASE", MSR_TSC_AUX: "TSC_AUX",
+    0xC0000104: "AMD64_TSC_RATIO", 0xC0010015: "K7_HWCR", 0xC0010117: "VM_HSAVE_PA",
+    0xC001011F: "AMD64_VIRT_SPEC_CTRL", 0xC0010114: "VM_CR",
+}
+
+
+def msr_label(index: int) -> str:
+    """An MSR's name as the event views print it (hex where unnamed)."""
+    return MSR_LABELS.get(int(index), f"0x{int(index):x}")
