@@ -7,33 +7,28 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from .. import export
 from ..analysis import PROGRESS_STEPS
 from ..analysis import analyze as run_analysis
 from ..errors import UsageError
 from ..render import FORMATS, render, render_table
 from ..replay.policy import builtin_policies
+from ..views import KINDS, SORT_KEYS
 from . import app
-from .common import console, emit, load, progress_bar
-
-
-def parse_time(text: str | None) -> int | None:
-    """'1.5' or '1.5s' seconds, '200ms', '30us', '100ns' -> ns from the first event."""
-    if text is None:
-        return None
-    t = text.strip().lower()
-    for suffix, mult in (("ns", 1), ("us", 1_000), ("µs", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)):
-        if t.endswith(suffix):
-            num, scale = t[: -len(suffix)], mult
-            break
-    else:
-        num, scale = t, 1_000_000_000
-    try:
-        value = float(num)
-        if not math.isfinite(value):
-            raise ValueError(num)
-        return int(value * scale)
-    except ValueError:
-        raise UsageError(f"cannot read time {text!r} (examples: 1.5, 1.5s, 200ms, 30us)") from None
+from .common import (
+    console,
+    cpu_option,
+    emit,
+    err_console,
+    filters,
+    from_option,
+    load,
+    pid_option,
+    progress_bar,
+    reason_option,
+    to_option,
+    vcpu_option,
+)
 
 
 def parse_number(text: str | None, option: str, kind: type = float) -> float | int | None:
@@ -55,10 +50,13 @@ def parse_number(text: str | None, option: str, kind: type = float) -> float | i
 PROGRESS_MIN_EVENTS = 2_000_000
 
 
+MODES = ("summary", "default", "detail")
+
+
 @app.command()
 def analyze(
     trace: Path = typer.Argument(..., help="Trace file: trace.dat, trace-cmd report, ftrace or perf script text."),
-    policy: list[str] = typer.Option(None, "--policy", "-p",
+    policy: list[str] = typer.Option(None, "--policy",
                                      help="Built-in policy name or a policy .toml file (repeat). "
                                           "Default: every built-in that fits the trace's ISA."),
     baseline: str = typer.Option(None, "--baseline", help="Policy to compare against "
@@ -68,43 +66,82 @@ def analyze(
                                 "(default: the cost profile's)."),
     tsc_mhz: str = typer.Option(None, "--tsc-mhz", help="TSC frequency in MHz for x86-tsc traces without "
                                 "TSC2NSEC (default: --cpu-mhz)."),
-    vcpu: str = typer.Option(None, "--vcpu", help="Only this vCPU id."),
-    vm: str = typer.Option(None, "--vm", help="Only this VM (its lowest vCPU thread pid) or thread pid."),
-    start: str = typer.Option(None, "--from", help="Start, from the first event (e.g. 1.5s, 200ms)."),
-    end: str = typer.Option(None, "--to", help="End, from the first event."),
-    fmt: str = typer.Option("table", "--format", "-f", help=f"Output: {', '.join(FORMATS)}."),
-    output: Path = typer.Option(None, "-o", "--output", help="Write the output to a file."),
+    pid: str = pid_option(),
+    vcpu: str = vcpu_option(),
+    cpu: list[str] = cpu_option(),
+    reason: list[str] = reason_option(),
+    start: str = from_option(),
+    end: str = to_option(),
+    event: str = typer.Option("vmexit", "--event", "-e", help=f"The exit table by: {', '.join(KINDS)} "
+                              "(ioport: port and direction; mmio: address; msr: MSR; npf: 2 MiB region)."),
+    key: str = typer.Option("sample", "--key", "-k", help=f"Sort the exit tables by: {', '.join(SORT_KEYS)}."),
+    limit: int = typer.Option(None, "--limit", help="Rows per exit table (default: all)."),
+    summary: bool = typer.Option(False, "--summary", help="One screen: the policy table, ranking and warnings."),
+    detail: bool = typer.Option(False, "--detail", help="Everything: per-vCPU/VM tables, operations, cycles, "
+                                "sync causes, costs."),
+    fmt: str = typer.Option("table", "--format", "-f", help=f"Output: {', '.join(FORMATS)} (csv and parquet "
+                            "with -o DIR write one file per table; parquet adds the episode table)."),
+    table: str = typer.Option(None, "--table", help="json/csv: only this table (e.g. policies, latency, "
+                              "exits_by_msr, episodes); csv to stdout defaults to policies."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write to this file (csv/parquet: directory)."),
     charts_dir: Path = typer.Option(None, "--charts", help="Also write every chart (PNG and HTML) here."),
 ) -> None:
-    """Replay state-deferral policies on the trace's exits: operations run and avoided, cycles saved, exposure.
+    """Replay state-deferral policies on the trace's exits: what each saves against the baseline (µs per
+    second of trace, % of a CPU, cycles per exit), what it exposes, and the exit-handling times.
 
     Example: exitreplay analyze sample_traces/svm-syscall-heavy.v7.dat --policy ist-off --format markdown
     """
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
-    if output is not None and output.is_dir():
-        raise UsageError(f"-o {output}: is a directory")
-    if output is not None and not output.resolve().parent.is_dir():
-        raise UsageError(f"-o {output}: folder {output.parent} does not exist")
-    numbers = {"cpu_mhz": parse_number(cpu_mhz, "--cpu-mhz"), "tsc_mhz": parse_number(tsc_mhz, "--tsc-mhz"),
-               "vcpu": parse_number(vcpu, "--vcpu", int), "vm": parse_number(vm, "--vm", int),
-               "start_ns": parse_time(start), "end_ns": parse_time(end)}
+    _check(fmt, event, key, limit, summary, detail, output, table)
+    numbers = {"cpu_mhz": parse_number(cpu_mhz, "--cpu-mhz"), "tsc_mhz": parse_number(tsc_mhz, "--tsc-mhz")}
+    flt = filters(pid, vcpu, cpu, reason, start, end)
     tr = load(str(trace))
-    with progress_bar("replaying", PROGRESS_STEPS, len(tr) > PROGRESS_MIN_EVENTS) as cb:
-        report = run_analysis(tr, policy or None, cost_profile, baseline, progress=cb, **numbers)
-    if fmt == "table" and output is None:
-        render_table(report, console)
+    with progress_bar("replaying", PROGRESS_STEPS, len(tr) > PROGRESS_MIN_EVENTS, unit="steps") as cb:
+        report = run_analysis(tr, policy or None, cost_profile, baseline, progress=cb, filters=flt, **numbers)
+    view = {"mode": "summary" if summary else "detail" if detail else "default", "event": event, "key": key,
+            "limit": limit}
+    if fmt in ("csv", "parquet") and output is not None:
+        paths = export.write_dir(report, output, fmt)
+        err_console.print(f"wrote {len(paths)} files to {output}")
+    elif fmt == "table" and output is None:
+        render_table(report, console, **view)
+    elif fmt == "table":
+        emit(render(report, fmt, width=console.width, **view), str(output))
     else:
-        try:
-            emit(render(report, fmt), str(output) if output else None)
-        except OSError as exc:
-            raise UsageError(f"-o {output}: cannot write it: {exc.strerror}") from None
+        emit(render(report, fmt, table=table, **{k: v for k, v in view.items() if k != "mode"}),
+             str(output) if output else None)
     if charts_dir is not None:
         from .report import write_charts
 
         if report.episodes.height == 0:
             raise UsageError("no exits in this trace: nothing to chart")
         write_charts(report, charts_dir, trace.name)
+
+
+def _check(fmt: str, event: str, key: str, limit: int | None, summary: bool, detail: bool, output: Path | None,
+           table: str | None) -> None:
+    """Option values checked before the trace is read (one-line errors, exit status 2)."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if event not in KINDS:
+        raise UsageError(f"unknown --event {event!r} (choose from {', '.join(KINDS)})")
+    if key not in SORT_KEYS:
+        raise UsageError(f"unknown --key {key!r} (choose from {', '.join(SORT_KEYS)})")
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1")
+    if summary and detail:
+        raise UsageError("--summary and --detail exclude each other")
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet needs -o DIR (one .parquet file per table)")
+    if table is not None and fmt not in ("json", "csv"):
+        raise UsageError("--table goes with --format json or csv")
+    if table is not None and output is not None and fmt == "csv":
+        raise UsageError("--table writes one table: give -o FILE.csv without --table for a directory of tables,"
+                         " or drop -o to print it")
+    if output is not None and fmt not in ("csv", "parquet"):
+        if output.is_dir():
+            raise UsageError(f"-o {output}: is a directory")
+        if not output.resolve().parent.is_dir():
+            raise UsageError(f"-o {output}: folder {output.parent} does not exist")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Helpers shared by the CLI commands: progress bars and output to file or terminal."""
+"""Helpers shared by the CLI commands: consoles, progress bars, the filter options, output."""
 from __future__ import annotations
 
 import contextlib
@@ -6,14 +6,25 @@ import os
 import sys
 from collections.abc import Iterator
 
+import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from ..errors import UsageError
+from ..filters import Filters, parse_ints, parse_names, parse_time
 from ..reader import read_trace
 from ..trace import Trace
 
-# Piped output has no terminal width to honour: keep wide tables whole.
-console = Console() if sys.stdout.isatty() else Console(width=220)
+# Rich takes the width from the terminal, else from COLUMNS, else 80: piped output fits a terminal.
+console = Console()
 err_console = Console(stderr=True)
 
 # Files smaller than this read in well under a second: no bar.
@@ -21,19 +32,30 @@ PROGRESS_MIN_BYTES = 32 << 20
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator:
-    """A rich progress bar on stderr (only on a terminal); yields an update(done, total) callback."""
-    if not enabled or not sys.stderr.isatty():
+def progress_bar(description: str, total: int | None, enabled: bool = True, unit: str = "bytes") -> Iterator:
+    """A rich progress bar on stderr (only on a terminal); yields an update(done, total) callback.
+    unit: "bytes" (sizes and time left) or "steps" (done/total and time elapsed)."""
+    if not enabled or not err_console.is_terminal:
         yield None
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                  console=err_console, transient=True) as prog:
+    cols = (DownloadColumn(), TimeRemainingColumn()) if unit == "bytes" else (MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(TextColumn("{task.description}"), BarColumn(), *cols, console=err_console, transient=True) as prog:
         task = prog.add_task(description, total=total)
 
         def update(done: int, tot: int) -> None:
             prog.update(task, completed=done, total=tot)
 
         yield update
+
+
+@contextlib.contextmanager
+def stage(description: str) -> Iterator:
+    """A spinner naming the stage under way (on a terminal), for steps without a measurable total."""
+    if not err_console.is_terminal:
+        yield
+        return
+    with err_console.status(description):
+        yield
 
 
 def load(path: str) -> Trace:
@@ -44,7 +66,48 @@ def load(path: str) -> Trace:
 
 def emit(text: str, output: str | None) -> None:
     if output:
-        with open(output, "w") as fh:
-            fh.write(text if text.endswith("\n") else text + "\n")
+        try:
+            with open(output, "w") as fh:
+                fh.write(text if text.endswith("\n") else text + "\n")
+        except OSError as exc:
+            raise UsageError(f"-o {output}: cannot write it: {exc.strerror}") from None
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+# -- the filter options, the same in analyze, chart, report and compare ---------------------------------
+def pid_option():
+    return typer.Option(None, "--pid", "--vm", help="Only this VM: its QEMU process id, or any of its vCPU "
+                        "thread pids (VM ids are shown as pids).")
+
+
+def vcpu_option():
+    return typer.Option(None, "--vcpu", help="Only this vCPU id (of the --pid VM; without --pid, of every VM, "
+                        "and the output says so).")
+
+
+def cpu_option():
+    return typer.Option(None, "--cpu", help="Only exits on these host CPUs (repeat or comma-separate: 0,2).")
+
+
+def reason_option():
+    return typer.Option(None, "--reason", help="Only these exit reasons, as the kernel or trace-cmd prints "
+                        "them, any case (repeat or comma-separate: hlt,msr).")
+
+
+def from_option():
+    return typer.Option(None, "--from", help="Window start: +5ms from the first event, or a timestamp as "
+                        "trace-cmd report prints it (1234.500123 or 1234.5s).")
+
+
+def to_option():
+    return typer.Option(None, "--to", help="Window end (exclusive), the same forms as --from.")
+
+
+def filters(pid: str | None = None, vcpu: str | None = None, cpu: list[str] | None = None,
+            reason: list[str] | None = None, start: str | None = None, end: str | None = None) -> Filters:
+    """The Filters the options describe (bad values: one-line errors)."""
+    one = {name: parse_ints([v], opt)[0] if v is not None else None for name, v, opt in
+           (("vm", pid, "--pid"), ("vcpu", vcpu, "--vcpu"))}
+    return Filters(vm=one["vm"], vcpu=one["vcpu"], cpus=parse_ints(cpu, "--cpu"), reasons=parse_names(reason),
+                   start=parse_time(start, "--from"), end=parse_time(end, "--to"))
