@@ -66,7 +66,7 @@ def parse_ints(values: list[str] | None, option: str) -> tuple[int, ...]:
             try:
                 out.append(int(part, 0))
             except ValueError:
-                raise UsageError(f"{option} needs integers, not {part!r}") from None
+                raise UsageError(f"{option} needs an integer, not {part!r}") from None
     return tuple(dict.fromkeys(out))
 
 
@@ -128,11 +128,15 @@ class Filters:
                 f"(+0 .. +{(last - first) * ns_per_unit / 1e6:.3f}ms)")
         if lo is not None and hi is not None and hi <= lo:
             raise UsageError(f"--to {self.end} must come after --from {self.start}")
-        if (lo is not None and lo > last) or (hi is not None and hi <= first):
-            which = f"--from {self.start}" if lo is not None and lo > last else f"--to {self.end}"
-            hint = "" if (self.start and self.start.relative) or (self.end and self.end.relative) else \
-                "; a + sign makes a time relative to the first event (e.g. +5ms)"
-            raise UsageError(f"{which} is outside the trace: {span}{hint}")
+        # An absolute time must lie in the trace (5ms before a trace that starts at 1234 s is a
+        # relative time missing its +); a relative end may run past the last event.
+        for opt, pt, v in (("--from", self.start, lo), ("--to", self.end, hi)):
+            if v is None:
+                continue
+            outside = v > last if pt.relative else not first <= v <= last + 1
+            if outside or (opt == "--to" and v <= first):
+                hint = "" if pt.relative else "; a + sign makes a time relative to the first event (e.g. +5ms)"
+                raise UsageError(f"{opt} {pt} is outside the trace: {span}{hint}")
         return trace.slice_time(lo, hi), (lo if lo is not None else first, hi if hi is not None else last + 1)
 
     # -- threads and exits --------------------------------------------------------------------------

@@ -67,41 +67,62 @@ def test_json_holds_the_report(report):
     assert data["sensitivity"] == report.sensitivity
 
 
-def test_csv_sections_parse_and_hold_the_report(report):
-    r = run(TRACE, "--format", "csv")
+def test_csv_one_file_per_table_and_one_table_to_stdout(report, tmp_path):
+    out = tmp_path / "csv"
+    r = run(TRACE, "--format", "csv", "-o", out)
     assert r.returncode == 0, r.stderr
-    sections, name = {}, None
-    for line in r.stdout.splitlines(keepends=True):
-        if line.startswith("# "):
-            name = line[2:].strip()
-            sections[name] = ""
-        elif name is not None:
-            sections[name] += line
-    assert {"policies", "latency", "latency_vcpu", "latency_reason_vcpu", "sync_causes", "costs"} <= set(sections)
-    pol = pl.read_csv(io.StringIO(sections["policies"].strip() + "\n"))
-    assert_rows_equal(pol.to_dicts(), report.policies.select(pol.columns), ("policy",))
-    lat = pl.read_csv(io.StringIO(sections["latency"].strip() + "\n"))
+    files = {p.stem for p in out.glob("*.csv")}
+    assert {"policies", "latency", "latency_vcpu", "latency_reason_vcpu", "sync_causes", "costs", "ops"} <= files
+    pol = pl.read_csv(out / "policies.csv")
+    assert_rows_equal(pol.to_dicts(), report.policies.select(pol.columns[: report.policies.width]), ("policy",))
+    lat = pl.read_csv(out / "latency.csv")
     assert_rows_equal(lat.to_dicts(), report.latency.select(lat.columns), ("reason",))
+    # Counts are integers, not 8242.0.
+    ops = pl.read_csv(out / "ops.csv")
+    assert ops.schema["executed"] == pl.Int64 and ops.schema["avoided"] == pl.Int64
+    assert pol.schema["vmload"] == pl.Int64
+    one = run(TRACE, "--format", "csv", "--table", "latency")
+    assert one.returncode == 0 and pl.read_csv(io.StringIO(one.stdout)).equals(lat)
+    default = run(TRACE, "--format", "csv")
+    assert pl.read_csv(io.StringIO(default.stdout)).equals(pol)
+    bad = run(TRACE, "--format", "csv", "--table", "nope")
+    assert bad.returncode == 2 and "unknown --table 'nope'" in bad.stderr
 
 
-def test_markdown_tables_hold_the_report(report):
-    r = run(TRACE, "--format", "markdown")
+def test_parquet_directory_holds_every_table_and_the_episodes(report, tmp_path):
+    out = tmp_path / "pq"
+    r = run(TRACE, "--format", "parquet", "-o", out)
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
-    start = lines.index("## Policies") + 2
-    header = [c.strip() for c in lines[start].strip("|").split("|")]
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")))))
-    want = {r["policy"]: r for r in report.policies.to_dicts()}
-    assert {r["policy"] for r in rows} == set(want)
-    for row in rows:
-        w = want[row["policy"]]
-        for col in (*OPS, "saved_cycles_typical", "saved_cycles_low", "share_of_exit_time_pct", "syncs"):
-            assert float(row[col]) == pytest.approx(w[col], rel=1e-9), (row["policy"], col)
-    assert "## Sensitivity to costs" in r.stdout
+    ep = pl.read_parquet(out / "episodes.parquet")
+    assert ep.height == report.episodes.height
+    for col in ("reason", "vcpu", "vm", "latency_ns", "b_put", "b_load", "exit_row", "entry_row"):
+        assert col in ep.columns, col
+    assert ep["latency_ns"].drop_nulls().sum() == report.episodes["latency_ns"].drop_nulls().sum()
+    assert pl.read_parquet(out / "policies.parquet")["policy"].sort().to_list() == \
+        report.policies["policy"].sort().to_list()
+    assert json.loads((out / "summary.json").read_text())["summary"]["exits"] == report.summary["exits"]
+    assert run(TRACE, "--format", "parquet").returncode == 2  # needs -o DIR
+
+
+def test_markdown_is_for_people(report):
+    r = run(TRACE, "--format", "markdown", "--vcpu", "1", "--pid", "4103")
+    assert r.returncode == 0, r.stderr
+    md = r.stdout
+    assert "filters: VM 4103; vCPU 1" in md
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("## What each policy saves"))
+    header = [c.strip() for c in lines[start + 2].strip("|").split("|")]
+    assert header[:3] == ["policy", "saved µs/s", "low..high µs/s"]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+            for line in lines[start + 4:] if line.startswith("|")][:3]
+    # Formatted for reading: thousands separators, units in the header, no 10-digit floats.
+    lib = exitreplay.analyze(TRACE, vcpu=1, vm=4103)
+    span_s = lib.summary["span_ns"] / 1e9
+    top = lib.policies.sort("saved_cycles_typical", descending=True).row(0, named=True)
+    us = top["saved_cycles_typical"] / lib.summary["cpu_mhz"] / span_s
+    assert rows[0]["policy"] == top["policy"]
+    assert float(rows[0]["saved µs/s"].replace(",", "")) == pytest.approx(us, rel=5e-3)
+    assert "## Exit handling time per exit reason" in md and "ranking by cycles saved" in md
 
 
 def test_output_file(tmp_path):
@@ -111,7 +132,7 @@ def test_output_file(tmp_path):
     assert json.loads(out.read_text()) == run_json()
     table = tmp_path / "r.txt"
     assert run(TRACE, "-o", table).returncode == 0
-    assert "exit handling time per reason" in table.read_text()
+    assert "exit handling time per exit reason" in table.read_text()
 
 
 def test_vcpu_vm_and_time_filters(trace):
@@ -119,16 +140,21 @@ def test_vcpu_vm_and_time_filters(trace):
     d = run_json("--vcpu", "1")
     assert d["summary"]["exits"] == sum(e["vcpu_id"] == 1 for e in ex)
     assert {r["vcpu"] for r in d["latency_vcpu"]} == {1}
+    assert any("merges vCPU 1 of 4 VMs" in w for w in d["warnings"])  # said, not silently merged
     # A VM is named by its lowest vCPU thread pid; the trace's threads of VM 4103 are 4103 and 4104.
-    d = run_json("--vm", "4103")
+    d = run_json("--pid", "4103")
     assert d["summary"]["exits"] == sum(e["pid"] in (4103, 4104) for e in ex)
     assert {r["vm"] for r in d["latency_vm"]} == {4103}
-    d = run_json("--vm", "4104")  # a thread pid selects that thread only
-    assert d["summary"]["exits"] == sum(e["pid"] == 4104 for e in ex)
+    d = run_json("--vm", "4104")  # any thread of the QEMU process names its VM
+    assert d["summary"]["exits"] == sum(e["pid"] in (4103, 4104) for e in ex)
     t0 = trace.meta.first_ts
-    d = run_json("--from", "10ms", "--to", "25ms")
+    d = run_json("--from", "+10ms", "--to", "+25ms")
     assert d["summary"]["exits"] == sum(t0 + 10_000_000 <= e["ts"] < t0 + 25_000_000 for e in ex)
-    assert d["summary"]["filters"] == {"vcpu": None, "vm": None, "from_ns": 10_000_000, "to_ns": 25_000_000}
+    assert d["summary"]["filters"]["from"] == "+10ms" and d["summary"]["filters"]["to"] == "+25ms"
+    # Absolute timestamps, as trace-cmd report prints them.
+    lo, hi = (t0 + 10_000_000) / 1e9, (t0 + 25_000_000) / 1e9
+    d2 = run_json("--from", f"{lo:.6f}", "--to", f"{hi:.6f}s")
+    assert d2["summary"]["exits"] == d["summary"]["exits"]
 
 
 def test_cost_profile_file_and_cpu_mhz(tmp_path):
@@ -252,10 +278,20 @@ def test_bad_cost_profiles(tmp_path, case):
     (("--cpu-mhz", "nan"), "--cpu-mhz needs a finite number"),
     (("--tsc-mhz", "fast"), "--tsc-mhz needs a number"),
     (("--vcpu", "one"), "--vcpu needs an integer"),
-    (("--vcpu", "99"), "no exits for vcpu=99"),
-    (("--vm", "1.5"), "--vm needs an integer"),
-    (("--from", "soon"), "cannot read time 'soon'"),
-    (("--from", "20ms", "--to", "10ms"), "--to must come after --from"),
+    (("--vcpu", "99"), "--vcpu 99: no exits of that vCPU (VMs: 4003 (vCPUs 0, 1)"),
+    (("--vm", "1.5"), "--pid needs an integer"),
+    (("--pid", "77"), "--pid 77: no VM with that id or thread pid"),
+    (("--cpu", "x"), "--cpu needs an integer"),
+    (("--reason", "bogus"), "--reason bogus: not an exit reason of this trace (it has: msr, "),
+    (("--from", "soon"), "--from 'soon': not a time"),
+    (("--from", "+20ms", "--to", "+10ms"), "--to +10ms must come after --from +20ms"),
+    (("--from", "+2s"), "--from +2s is outside the trace: the trace spans 1.000006 s .. 1.049997 s"),
+    (("--from", "5ms"), "a + sign makes a time relative"),
+    (("--to", "0.5"), "--to 0.5 is outside the trace"),
+    (("--event", "disk"), "unknown --event 'disk'"),
+    (("--key", "size"), "unknown --key 'size'"),
+    (("--limit", "0"), "--limit must be at least 1"),
+    (("--summary", "--detail"), "exclude each other"),
     (("--format", "xml"), "unknown --format 'xml'"),
     (("-o", "/nonexistent-dir/r.json"), "does not exist"),
     (("--cost-profile", "nosuch"), "unknown cost profile 'nosuch'"),
