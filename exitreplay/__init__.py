@@ -15,12 +15,16 @@ from .trace import Dropped, Trace, TraceMeta
 
 if TYPE_CHECKING:
     from .analysis import Report, analyze
+    from .compare import Comparison
+    from .filters import Filters
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
     "Dropped",
     "ExitReplayError",
+    "Filters",
     "Report",
     "Trace",
     "TraceError",
@@ -28,21 +32,27 @@ __all__ = [
     "TraceWarning",
     "UsageError",
     "analyze",
+    "compare",
+    "convert",
     "read_trace",
 ]
 
 # The analysis pulls in the replay engine and its tables: load it on first use, so `import
 # exitreplay` (and commands that only read traces) stay quick.
-_LAZY = {"analyze": "analysis", "Report": "analysis"}
+_LAZY = {"analyze": "analysis", "Report": "analysis", "Comparison": "compare", "Filters": "filters"}
+# Modules that are also library calls (callmodule.py): `exitreplay.compare(...)`, `exitreplay.convert(...)`.
+_CALLS = ("compare", "convert")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
+    if name in _CALLS:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

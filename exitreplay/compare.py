@@ -1,5 +1,12 @@
 """compare: the same metrics for many traces, deltas against a reference, CI gates.
 
+Rates are compared, not totals: traces differ in length, so savings are µs per second of trace
+(`<policy>:saved_us_per_s`) and cycles per exit, reasons exits per second (`exits_per_s:<reason>`);
+the totals are kept too. Each latency delta carries its own test: a pooled-quantile test (Mood's
+median test generalised to q: how many of each trace's exits lie above the pooled q-quantile, a 2x2
+table, Fisher's exact test) for p50/p90/p99, Welch's t-test for the mean; P(slower) is
+Mann-Whitney's U / (n1 n2), the chance a random exit of the trace is slower than one of the reference.
+
 Traces are analyzed in parallel processes; each result (a small summary, not the episodes) is
 cached by the file's content hash, the policy/cost file contents and the code, so a second run is
 immediate. Metric names: the headline ones (`exits_per_s`, `p99_ns`, ...), `<metric>:<reason>`
@@ -22,21 +29,28 @@ import numpy as np
 import polars as pl
 
 from . import cache as cache_mod
+from .callmodule import make_callable
 from .errors import ExitReplayError, UsageError
+from .filters import Filters
 from .gate import Gate
 
 TRACE_SUFFIXES = (".dat", ".txt", ".trace", ".report", ".perf")
 LATENCY_SAMPLE = 20_000  # per reason and overall, for the significance tests
 HEADLINE = ("events", "exits", "exits_per_s", "exit_time_ns", "p50_ns", "p90_ns", "p99_ns", "mean_ns")
 LATENCY_METRICS = ("p50_ns", "p90_ns", "p99_ns", "mean_ns")
-REASON_METRICS = ("exits", "share", *LATENCY_METRICS)
+REASON_METRICS = ("exits", "exits_per_s", "share", *LATENCY_METRICS)
+QUANTILE_OF = {"p50_ns": 0.5, "p90_ns": 0.9, "p99_ns": 0.99}
 # Report.policies column -> compare metric suffix.
 POLICY_METRICS = {
     "vmload_vmsave_avoided": "vmload_vmsave_avoided", "ops_avoided": "ops_avoided",
     "saved_cycles_low": "saved_cycles_low", "saved_cycles_typical": "saved_cycles",
     "saved_cycles_high": "saved_cycles_high", "share_of_exit_time_pct": "share_of_exit_time_pct",
     "syncs": "syncs", "mean_exits_between_syncs": "exits_per_sync", "ist_off_ns": "ist_off_ns",
-    "guest_state_live_ns": "guest_state_live_ns",
+    "guest_state_live_ns": "guest_state_live_ns", "saved_per_exit_cycles": "saved_cycles_per_exit",
+    # per second of trace and shares of CPU time (rates.py)
+    "saved_us_per_s": "saved_us_per_s", "saved_us_per_s_low": "saved_us_per_s_low",
+    "saved_us_per_s_high": "saved_us_per_s_high", "saved_cpu_pct": "saved_cpu_pct", "syncs_per_s": "syncs_per_s",
+    "ist_off_pct": "ist_off_pct", "guest_state_live_pct": "guest_state_live_pct",
 }
 ALL = "*"  # key of the all-reasons latency sample
 
@@ -134,8 +148,11 @@ def _sample(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def summarize(report, label: str, path: str) -> TraceResult:
     """What compare keeps of one Report: flat metrics and latency samples."""
+    from .rates import policy_rates
+
     s = report.summary
     ep = report.episodes
+    span_s = (s.get("span_ns") or 0) / 1e9
     lat = ep["latency_ns"].drop_nulls() if ep.height else pl.Series([], dtype=pl.Int64)
     metrics: dict[str, float | None] = {"events": s["events"], "exits": s["exits"], "exits_per_s": s["exits_per_s"],
                                         "exit_time_ns": s["exit_time_ns"], **_quantiles(lat)}
@@ -144,10 +161,11 @@ def summarize(report, label: str, path: str) -> TraceResult:
         reason = row["reason"]
         reasons[reason] = row["exits"]
         metrics[f"exits:{reason}"] = row["exits"]
+        metrics[f"exits_per_s:{reason}"] = row["exits"] / span_s if span_s else None
         metrics[f"share:{reason}"] = row["exits_pct"]
         for m in LATENCY_METRICS:
             metrics[f"{m}:{reason}"] = row[m]
-    for row in report.policies.to_dicts():
+    for row in policy_rates(report).to_dicts():
         for col, suffix in POLICY_METRICS.items():
             metrics[f"{row['policy']}:{suffix}"] = row.get(col)
     # A fixed seed: the same trace gives the same sample, so cached and fresh results agree.
@@ -170,7 +188,7 @@ def _summarize(label: str, path: str, options: dict) -> TraceResult:
     try:
         tr = read_trace(path)
         r = analyze(tr, options.get("policies") or None, options.get("costs"), options.get("baseline"),
-                    cpu_mhz=options.get("cpu_mhz"))
+                    cpu_mhz=options.get("cpu_mhz"), filters=options.get("filters"))
         return summarize(r, label, path)
     except ExitReplayError as exc:
         return TraceResult(label, path, {}, {}, {}, [], [], error=str(exc))
@@ -179,17 +197,50 @@ def _summarize(label: str, path: str, options: dict) -> TraceResult:
                            error=f"{path}: cannot analyze ({type(exc).__name__}: {exc}; please report this)")
 
 
-def _significance(a: np.ndarray | None, b: np.ndarray | None) -> tuple[float | None, float | None]:
-    """(two-sided Mann-Whitney U p-value, P(a random exit of `a` is slower than one of `b`)).
+def _enough(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is not None and b is not None and a.size >= 8 and b.size >= 8
 
-    None when either sample is too small to say anything (fewer than 8 exits).
-    """
-    if a is None or b is None or a.size < 8 or b.size < 8:
-        return None, None
+
+def p_slower(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    """Mann-Whitney U / (n1 n2): P(a random exit of `a` is slower than one of `b`), ties half."""
+    if not _enough(a, b):
+        return None
     from scipy.stats import mannwhitneyu
 
-    res = mannwhitneyu(a, b, alternative="two-sided")
-    return float(res.pvalue), float(res.statistic) / (a.size * b.size)
+    return float(mannwhitneyu(a, b, alternative="two-sided").statistic) / (a.size * b.size)
+
+
+def quantile_test(a: np.ndarray | None, b: np.ndarray | None, q: float) -> float | None:
+    """Two-sided p that `a` and `b` share their q-quantile: exits above the pooled q-quantile in each,
+    a 2x2 table, Fisher's exact test (Mood's median test at q = 0.5). None below 8 exits a side."""
+    if not _enough(a, b):
+        return None
+    from scipy.stats import fisher_exact
+
+    cut = np.quantile(np.concatenate([a, b]), q, method="inverted_cdf")
+    above_a, above_b = int((a > cut).sum()), int((b > cut).sum())
+    table = [[above_a, a.size - above_a], [above_b, b.size - above_b]]
+    return float(fisher_exact(table).pvalue)
+
+
+def welch_test(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    """Two-sided p of Welch's t-test on the means (None below 8 exits a side or with no spread)."""
+    if not _enough(a, b):
+        return None
+    if a.std() == 0 and b.std() == 0:
+        return 1.0 if a.mean() == b.mean() else 0.0
+    from scipy.stats import ttest_ind
+
+    return float(ttest_ind(a.astype(float), b.astype(float), equal_var=False).pvalue)
+
+
+def _significance(metric: str, a: np.ndarray | None, b: np.ndarray | None
+                  ) -> tuple[str | None, float | None, float | None]:
+    """(the test, its p-value, P(slower)) of one latency metric."""
+    if metric == "mean_ns":
+        return "welch-t", welch_test(a, b), p_slower(a, b)
+    q = QUANTILE_OF[metric]
+    return f"quantile(q={q:g})", quantile_test(a, b, q), p_slower(a, b)
 
 
 def _check_options(policies, baseline, costs) -> None:
@@ -239,6 +290,7 @@ def _filled(r: TraceResult, reasons: set[str]) -> dict[str, float | None]:
     for reason in reasons:
         m.setdefault(f"exits:{reason}", 0)
         m.setdefault(f"share:{reason}", 0.0)
+        m.setdefault(f"exits_per_s:{reason}", 0.0)
     return m
 
 
@@ -265,16 +317,16 @@ def _deltas(ordered: list[TraceResult], base: TraceResult, filled: dict[str, dic
             if v is None and rv is None:
                 continue
             head, _, tail = m.partition(":")
-            p_value = p_slower = None
+            test = p_value = slower = None
             if head in LATENCY_METRICS:
                 key = tail or ALL
-                p_value, p_slower = _significance(r.latencies.get(key), base.latencies.get(key))
+                test, p_value, slower = _significance(head, r.latencies.get(key), base.latencies.get(key))
             rows.append({"label": r.label, "metric": m, "value": v, "ref": rv,
                          "abs": None if v is None or rv is None else v - rv,
                          "rel": None if v is None or not rv else (v - rv) / abs(rv),
-                         "p_value": p_value, "p_slower": p_slower})
+                         "test": test if p_value is not None else None, "p_value": p_value, "p_slower": slower})
     schema = {"label": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64, "ref": pl.Float64, "abs": pl.Float64,
-              "rel": pl.Float64, "p_value": pl.Float64, "p_slower": pl.Float64}
+              "rel": pl.Float64, "test": pl.Utf8, "p_value": pl.Float64, "p_slower": pl.Float64}
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -301,16 +353,19 @@ def _gates(gates: Sequence[Gate], ordered: list[TraceResult], base: TraceResult,
     return failures
 
 
-def compare(traces: Sequence[tuple[str, str]], *, policies: Sequence[str] | None = None,
+def compare(traces: Sequence[tuple[str, str] | str | os.PathLike], *, policies: Sequence[str] | None = None,
             baseline: str | None = None, costs: str | None = None, cpu_mhz: float | None = None,
             reference: str | None = None, gates: Sequence[Gate] = (), jobs: int | None = None,
             cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-            progress: Callable[[int, int], None] | None = None) -> Comparison:
-    """Analyze every (label, path), tabulate, and compare each with the reference (default: the
-    first trace that could be read and has exits). Traces that fail are listed in `errors`; if all
-    fail, or the reference does, it raises."""
+            progress: Callable[[int, int], None] | None = None, filters: Filters | None = None) -> Comparison:
+    """Analyze every trace ((label, path) pairs, or paths, directories and globs), tabulate, and
+    compare each with the reference (default: the first trace that could be read and has exits).
+    filters (window, VM, vCPU, host CPUs, reasons) apply to every trace. Traces that fail are
+    listed in `errors`; if all fail, or the reference does, it raises."""
     if not traces:
         raise UsageError("no traces to compare")
+    plain = [os.fspath(t) for t in traces if not isinstance(t, tuple)]
+    traces = [t for t in traces if isinstance(t, tuple)] + (expand(plain) if plain else [])
     labels = [lab for lab, _ in traces]
     if reference is not None and reference not in labels:
         raise UsageError(f"--reference {reference!r} is not one of the labels: {', '.join(labels)}")
@@ -323,6 +378,8 @@ def compare(traces: Sequence[tuple[str, str]], *, policies: Sequence[str] | None
         raise UsageError("--jobs must be at least 1")
     _check_options(policies, baseline, costs)
     options = {"policies": list(policies or []), "baseline": baseline, "costs": costs, "cpu_mhz": cpu_mhz}
+    if filters is not None and filters.active:
+        options["filters"] = filters  # in the cache key only when set, so older entries stay valid
     cdir = Path(cache_dir) if cache_dir else cache_mod.default_dir()
     results: dict[str, TraceResult] = {}
     todo, keys = [], {}
@@ -369,3 +426,6 @@ def tabulate(ordered: list[TraceResult], reference: str | None = None, gates: Se
     table = pl.DataFrame(rows, infer_schema_length=None)
     deltas = _deltas(ordered, base, filled, names)
     return Comparison(table, deltas, ref, ordered, _gates(gates, ordered, base, filled), errors)
+
+
+make_callable(__name__, "compare")  # exitreplay.compare(...) is compare(...), module imported or not

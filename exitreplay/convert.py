@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import ipc
 
+from .callmodule import make_callable
 from .errors import UsageError
 from .formats.ringbuffer import Missed, decode_pages
 from .formats.tracedat import (
@@ -196,16 +197,60 @@ def convert(trace: Trace, out_dir: str | os.PathLike, fmt: str = "parquet") -> l
     """
     out = _prepare(out_dir, fmt)
     files = _Outputs(out, fmt)
+    isa: set[int] = set()
     try:
-        files.add("events", trace.events)
+        files.add("events", with_row(trace.events, 0, trace.meta))
         for name in trace.event_names:
             files.add(name, trace.table(name))
+            isa |= _isas(name, trace.table(name))
             trace._cache.pop(name, None)  # decoded, written: let it go
     finally:
         files.close()
     p = out / "meta.json"
-    p.write_text(json.dumps(trace.meta.to_dict(), indent=2, default=str))
+    p.write_text(meta_json(trace.meta, isa))
     return [*files.paths, p]
+
+
+# events.parquet's own version: 2 added `row` and the ts unit (field metadata and meta.json).
+EVENTS_FILE_VERSION = 2
+
+
+def _ts_unit(meta) -> str:
+    raw = any("raw counter values" in w for w in getattr(meta, "warnings", []) or [])
+    return "tsc cycles (raw counter values)" if raw else "ns"
+
+
+def with_row(batch: pa.RecordBatch | pa.Table, row_base: int, meta) -> pa.RecordBatch | pa.Table:
+    """The events with their `row` (the index every per-event table's `row` refers to) in front,
+    and `ts` carrying its unit in the field metadata."""
+    rows = pa.array(np.arange(row_base, row_base + batch.num_rows, dtype=np.int64))
+    fields = [pa.field("row", pa.int64(), nullable=False)] + [
+        f.with_metadata({"unit": _ts_unit(meta), "clock": str(getattr(meta, "clock", None) or "")})
+        if f.name == "ts" else f for f in batch.schema]
+    cols = [rows, *batch.columns]
+    if isinstance(batch, pa.Table):
+        return pa.Table.from_arrays(cols, schema=pa.schema(fields))
+    return pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields))
+
+
+def _isas(name: str, table: pa.Table | pa.RecordBatch) -> set[int]:
+    if name != "kvm_exit" or "isa" not in table.schema.names:
+        return set()
+    import pyarrow.compute as pc
+
+    return {int(v) for v in pc.unique(table.column("isa")).to_pylist() if v is not None}
+
+
+def meta_json(meta, isa: set[int]) -> str:
+    """meta.json: the trace's metadata, plus what a reader of the files needs to know."""
+    from . import __version__
+    from .kvm.reasons import ISA_NAMES
+
+    d = meta.to_dict()
+    d.update(exitreplay_version=__version__, schema_version=EVENTS_FILE_VERSION,
+             isa=", ".join(ISA_NAMES.get(i, str(i)) for i in sorted(isa)) or None,
+             units={"ts": _ts_unit(meta), "duration_ns": "ns", "row": "index into events"})
+    return json.dumps(d, indent=2, default=str)
 
 
 def convert_file(path: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "parquet",
@@ -277,7 +322,9 @@ def _convert_stream(path: str, out: Path, fmt: str, progress: Progress | None, c
     counts = np.zeros(1 << 16, dtype=np.int64)
     first_ts = last_ts = None
     try:
-        files.open("events", EVENTS_SCHEMA)
+        meta0 = stream.meta({})
+        isa: set[int] = set()
+        files.open("events", with_row(EVENTS_SCHEMA.empty_table(), 0, meta0).schema)
         with thread_pool() as pool:
             for w in stream.windows(progress):
                 code, grew = names.codes(w.type_id)
@@ -287,11 +334,12 @@ def _convert_stream(path: str, out: Path, fmt: str, progress: Progress | None, c
                 counts += np.bincount(w.type_id, minlength=1 << 16)
                 first_ts = int(w.ts[0]) if first_ts is None else first_ts
                 last_ts = int(w.ts[-1])
-                files.add("events", _events_batch(w, code, names, comm_dict))
+                files.add("events", with_row(_events_batch(w, code, names, comm_dict), w.row_base, meta0))
                 for t in np.flatnonzero(np.bincount(w.type_id, minlength=1)).tolist():
                     rows = np.flatnonzero(w.type_id == t)
-                    files.add(dec.name_of(t)[0], dec.table(t, rows, w.row_base, w.ts, w.cpu, w.pid, w.data, w.off,
-                                                           w.size, pool))
+                    table = dec.table(t, rows, w.row_base, w.ts, w.cpu, w.pid, w.data, w.off, w.size, pool)
+                    files.add(dec.name_of(t)[0], table)
+                    isa |= _isas(dec.name_of(t)[0], table)
                 del w, code  # before the next window is built
     finally:
         files.close()
@@ -301,7 +349,7 @@ def _convert_stream(path: str, out: Path, fmt: str, progress: Progress | None, c
     meta = stream.meta({dec.name_of(t)[0]: int(counts[t]) for t in np.flatnonzero(counts).tolist()})
     meta.first_ts, meta.last_ts = first_ts, last_ts
     p = out / "meta.json"
-    p.write_text(json.dumps(meta.to_dict(), indent=2, default=str))
+    p.write_text(meta_json(meta, isa))
     return [*files.paths, p], stream.rows
 
 
@@ -479,3 +527,6 @@ class TraceDatStream:
         warn = self.tdf.warnings + self.dec.warnings + warn
         emit_warnings(self.path, warn)
         return self.dec.meta(self.dropped, warn, {c.cpu: c.count for c in self.cpus}, event_counts)
+
+
+make_callable(__name__, "convert_file")  # exitreplay.convert(...) is convert_file(...)

@@ -113,7 +113,9 @@ def policy_section(r: Report, with_range: bool = True) -> Section:
                      num(row["syncs_per_s"])])
     head = ["policy", "saved\nµs/s", *(["low..high\nµs/s"] if with_range else []), "% of\na CPU",
             "cycles\n/exit", "IST off\n% host", "guest\nlive\n% host", "syncs\n/s"]
-    note = (f"costs: {s['cost_profile']} at {s['cpu_mhz']:g} MHz; % host: of the {host_cpus(s)} host CPUs' time; "
+    n = host_cpus(s)
+    note = (f"costs: {s['cost_profile']} at {s['cpu_mhz']:g} MHz; % host: of the host's {n} CPU{'s' if n != 1 else ''}' "
+            "time; "
             "--detail: cycles and operations")
     sec = Section(f"what each policy saves against {s['baseline']}, per second of trace", head, rows,
                   note=note, fit="narrow" if with_range else "")
@@ -278,6 +280,8 @@ def sections(r: Report, *, mode: str = "default", event: str = "vmexit", key: st
     if mode == "detail":
         out += detail_sections(r, key, limit)
     elif r.episodes.height:
+        if r.nested.height:
+            out += [s for s in detail_sections(r, key, limit) if isinstance(s, Section) and s.title.startswith("nested")]
         out.append(Para("--detail adds the per-vCPU and per-VM tables, operations, cycles, sync causes and costs; "
                         "--event ioport|mmio|msr|npf groups the exits by port, address, MSR or region."))
     return out

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
+import pyarrow as pa
 import pytest
 from conftest import DAT_VARIANTS, REAL, RECORDINGS
 from pyarrow import ipc
@@ -44,13 +45,22 @@ def assert_converted_equals(out, fmt, trace):
     names = sorted(p.name for p in out.iterdir() if p.suffix == ext)
     assert names == sorted([f"events{ext}"] + [file_name(n) + ext for n in trace.event_names])
     ev = read_back(out / f"events{ext}", fmt)
-    assert ev.schema.equals(trace.events.schema)
+    # `row` in front (what every table's row refers to); ts says its unit.
+    assert ev.column("row").to_pylist() == list(range(len(trace)))
+    assert ev.schema.field("ts").metadata[b"unit"] == b"ns"
+    ev = ev.drop(["row"])
+    assert ev.schema.remove_metadata().equals(trace.events.schema) or \
+        pa.schema([f.remove_metadata() for f in ev.schema]).equals(trace.events.schema)
     assert columns(ev) == columns(trace.events)
     for name in trace.event_names:
         got, want = read_back(out / (file_name(name) + ext), fmt), trace.table(name)
         assert got.schema.equals(want.schema), name
         assert columns(got) == columns(want), name
     meta = json.loads((out / "meta.json").read_text())
+    assert meta["exitreplay_version"] == exitreplay.__version__ and meta["schema_version"] == 2
+    assert meta["units"]["ts"] == "ns"
+    for k in ("exitreplay_version", "schema_version", "units", "isa"):
+        meta.pop(k)
     assert meta == json.loads(json.dumps(trace.meta.to_dict(), default=str))
 
 

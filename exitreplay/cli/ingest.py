@@ -80,7 +80,8 @@ def convert(
     trace: Path = typer.Argument(..., help="Trace file in any supported format."),
     output: Path = typer.Option(..., "-o", "--output", help="Output directory (created if needed)."),
     fmt: str = typer.Option("parquet", "--format", help="parquet or arrow (Arrow IPC file)."),
-    progress: bool = typer.Option(False, "--progress", help="Show a progress bar (on a terminal)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="A progress bar on a terminal "
+                                  "(default; never when stderr is not a terminal)."),
 ) -> None:
     """Write the trace as Parquet/Arrow: events, one file per event type, and meta.json.
 
@@ -89,6 +90,7 @@ def convert(
 
     Example: exitreplay convert sample_traces/pvm-longmode-msr.v7zstd.dat -o out/
     """
-    with progress_bar(f"converting {trace.name}", None, progress) as cb:
+    size = trace.stat().st_size if trace.is_file() else None
+    with progress_bar(f"converting {trace.name}", size, progress) as cb:
         paths, n = convert_file(trace, output, fmt, progress=cb)
     console.print(f"wrote {len(paths)} files to {output} ({n:,} events)")

@@ -20,19 +20,32 @@ from ..report import charts, compare_tables
 from ..report.export import EXTENSIONS, save
 from ..report.html import write_report
 from . import app
-from .common import console, emit, err_console, load
+from .common import (
+    console,
+    cpu_option,
+    emit,
+    err_console,
+    filters,
+    from_option,
+    load,
+    pid_option,
+    reason_option,
+    stage,
+    to_option,
+    vcpu_option,
+)
 
 COMPARE_FORMATS = ("table", "json", "csv", "parquet", "markdown")
 CHART_KINDS = ", ".join(charts.KINDS)
 
 
 @contextlib.contextmanager
-def trace_progress(total: int) -> Iterator:
-    """One bar for the whole batch, counting traces (on a terminal only)."""
-    if not sys.stderr.isatty():
+def trace_progress(total: int, what: str = "analyzing traces") -> Iterator:
+    """One bar for the whole batch, counting traces or stages (on a terminal only)."""
+    if not err_console.is_terminal:
         yield None
         return
-    with Progress(TextColumn("analyzing traces"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as prog:
         task = prog.add_task("traces", total=total)
         yield lambda done, tot: prog.update(task, completed=done, total=tot)
@@ -43,13 +56,22 @@ def _check_output(path: Path) -> None:
         raise UsageError(f"{path}: unknown chart file type (use {', '.join(EXTENSIONS)})")
 
 
-def _reports(traces: list[str], policy, baseline, cost_profile, cpu_mhz=None):
+def _reports(traces: list[str], policy, baseline, cost_profile, cpu_mhz=None, flt=None):
+    """Each trace read and analyzed, with a bar counting the stages (read, analyze) of every trace."""
     pairs = expand(traces)
     for _, p in pairs:
         if not os.path.exists(p):
             raise UsageError(f"{p}: no such file")
-    return [lab for lab, _ in pairs], [run_analysis(load(p), policy or None, cost_profile, baseline, cpu_mhz=cpu_mhz)
-                                       for _, p in pairs]
+    reports = []
+    with trace_progress(2 * len(pairs), "reading and analyzing") as cb:
+        for i, (_, p) in enumerate(pairs):
+            tr = load(p)
+            if cb:
+                cb(2 * i + 1, 2 * len(pairs))
+            reports.append(run_analysis(tr, policy or None, cost_profile, baseline, cpu_mhz=cpu_mhz, filters=flt))
+            if cb:
+                cb(2 * i + 2, 2 * len(pairs))
+    return [lab for lab, _ in pairs], reports
 
 
 def _sibling(output: Path, part: str) -> Path:
@@ -75,8 +97,10 @@ def write_compare_charts(cmp, out_dir: Path) -> list[Path]:
 def compare(
     traces: list[str] = typer.Argument(None, help="Trace files, directories or globs."),
     label: list[str] = typer.Option(None, "--label", help="NAME=PATH: a trace under a name of your choice (repeat)."),
-    policy: list[str] = typer.Option(None, "--policy", "-p", help="Policies (default: the built-ins fitting each trace)."),
+    policy: list[str] = typer.Option(None, "--policy", help="Policies (default: the built-ins fitting each trace)."),
     baseline: str = typer.Option(None, "--baseline", help="Baseline policy."),
+    pid: str = pid_option(), vcpu: str = vcpu_option(), cpu: list[str] = cpu_option(),
+    reason: list[str] = reason_option(), start: str = from_option(), end: str = to_option(),
     cost_profile: str = typer.Option("epyc", "--cost-profile", help="Cost profile name or .toml."),
     cpu_mhz: float = typer.Option(None, "--cpu-mhz", help="CPU frequency for cycles<->time."),
     reference: str = typer.Option(None, "--reference", help="Label of the reference trace (default: the first)."),
@@ -101,11 +125,12 @@ def compare(
     if fmt == "parquet" and output is None:
         raise UsageError("--format parquet needs -o FILE")
     gates = [parse_gate(g) for g in (fail_if or [])]
+    flt = filters(pid, vcpu, cpu, reason, start, end)
     pairs = expand(traces or [], label or [])
     with trace_progress(len(pairs)) as cb:
         cmp = run_compare(pairs, policies=policy, baseline=baseline, costs=cost_profile, cpu_mhz=cpu_mhz,
                           reference=reference, gates=gates, jobs=jobs, cache_dir=cache_dir, use_cache=not no_cache,
-                          progress=cb)
+                          progress=cb, filters=flt)
     out = str(output) if output else None
     if fmt == "table" and output is None:
         compare_tables.print_tables(cmp, console)
@@ -113,7 +138,7 @@ def compare(
         from rich.console import Console
 
         with open(output, "w") as fh:
-            compare_tables.print_tables(cmp, Console(file=fh, width=220, force_terminal=False))
+            compare_tables.print_tables(cmp, Console(file=fh, width=console.width, force_terminal=False))
     elif fmt == "parquet":
         cmp.table.write_parquet(output)
         cmp.deltas.write_parquet(_sibling(output, "deltas"))
@@ -126,7 +151,8 @@ def compare(
     else:
         emit(compare_tables.markdown(cmp), out)
     if charts_dir:
-        write_compare_charts(cmp, charts_dir)
+        with stage("drawing charts"):
+            write_compare_charts(cmp, charts_dir)
     for f in cmp.gate_failures:
         typer.echo(f"exitreplay: gate failed: {f}", err=True)
     for e in cmp.errors:
@@ -142,7 +168,9 @@ def chart(
     traces: list[str] = typer.Argument(..., help="Trace files (directories and globs too)."),
     kind: str = typer.Option(..., "--kind", "-k", help=f"One of: {CHART_KINDS} (deltas: two traces or more)."),
     output: Path = typer.Option(..., "-o", "--output", help="FILE.html (interactive), .svg, .png or .json (Vega-Lite)."),
-    policy: list[str] = typer.Option(None, "--policy", "-p", help="Policies to replay (the ops and window charts)."),
+    policy: list[str] = typer.Option(None, "--policy", help="Policies to replay (the ops and window charts)."),
+    pid: str = pid_option(), vcpu: str = vcpu_option(), cpu: list[str] = cpu_option(),
+    reason: list[str] = reason_option(), start: str = from_option(), end: str = to_option(),
     baseline: str = typer.Option(None, "--baseline", help="Policy to compare against (default: kvm-today on SVM, vmx-uret on VMX)."),
     cost_profile: str = typer.Option("epyc", "--cost-profile", help="Built-in cost profile or a .toml file."),
     reference: str = typer.Option(None, "--reference", help="deltas: the reference label (default: the first)."),
@@ -157,22 +185,24 @@ def chart(
     _check_output(output)
     if not 0.25 <= png_scale <= 8:
         raise UsageError("--png-scale must be between 0.25 and 8")
+    flt = filters(pid, vcpu, cpu, reason, start, end)
     if kind == "deltas":
         pairs = expand(traces)
         if len(pairs) < 2:
             raise UsageError("--kind deltas compares traces: give two or more")
         with trace_progress(len(pairs)) as cb:
             cmp = run_compare(pairs, policies=policy, baseline=baseline, costs=cost_profile, reference=reference,
-                              progress=cb)
+                              progress=cb, filters=flt)
         for e in cmp.errors:
             typer.echo(f"exitreplay: error: {e}", err=True)
         c = charts.deltas(cmp.deltas, cmp.reference)
     else:
-        labels, reports = _reports(traces, policy, baseline, cost_profile)
+        labels, reports = _reports(traces, policy, baseline, cost_profile, flt=flt)
         if not any(r.episodes.height for r in reports):
             raise UsageError(f"{', '.join(labels)}: no kvm_exit events: nothing to chart")
         c = charts.chart(kind, reports, labels, **({"policies": policy} if kind == "window" and policy else {}))
-    save(c, output, png_scale=png_scale)
+    with stage(f"rendering {output.name}"):
+        save(c, output, png_scale=png_scale)
     console.print(f"wrote {output}")
 
 
@@ -180,7 +210,9 @@ def chart(
 def report(
     traces: list[str] = typer.Argument(..., help="Trace files (directories and globs too)."),
     output: Path = typer.Option(..., "-o", "--output", help="report.html to write."),
-    policy: list[str] = typer.Option(None, "--policy", "-p", help="Built-in policy name or .toml file (repeat; default: every built-in that fits)."),
+    policy: list[str] = typer.Option(None, "--policy", help="Built-in policy name or .toml file (repeat; default: every built-in that fits)."),
+    pid: str = pid_option(), vcpu: str = vcpu_option(), cpu: list[str] = cpu_option(),
+    reason: list[str] = reason_option(), start: str = from_option(), end: str = to_option(),
     baseline: str = typer.Option(None, "--baseline", help="Policy to compare against (default: kvm-today on SVM, vmx-uret on VMX)."),
     cost_profile: str = typer.Option("epyc", "--cost-profile", help="Built-in cost profile or a .toml file."),
     cpu_mhz: float = typer.Option(None, "--cpu-mhz", help="CPU frequency for cycles<->time (default: the cost profile's)."),
@@ -189,8 +221,9 @@ def report(
 
     Example: exitreplay report sample_traces/svm-syscall-heavy.v7.dat -o report.html
     """
-    labels, reports = _reports(traces, policy, baseline, cost_profile, cpu_mhz)
-    write_report(reports, output, labels)
+    labels, reports = _reports(traces, policy, baseline, cost_profile, cpu_mhz, filters(pid, vcpu, cpu, reason, start, end))
+    with stage("drawing the charts and writing the report"):
+        write_report(reports, output, labels)
     console.print(f"wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB)")
 
 

@@ -62,4 +62,5 @@ def synth(
             raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     dt = time.perf_counter() - t0
     console.print(f"wrote {output}: {len(tr):,} events ({tr.meta.event_counts.get('kvm_exit', 0):,} kvm_exit), "
-                  f"{tr.meta.cpus} host CPU{'s' if tr.meta.cpus != 1 else ''}, trace.dat v{version} {compression}, {dt:.1f} s")
+                  f"{tr.meta.cpus} host CPU{'s' if tr.meta.cpus != 1 else ''}, trace.dat v{version} {compression}; "
+                  f"took {dt:.1f} s")
