@@ -372,7 +372,7 @@ def markdown(items: list[Section | Para], title: str) -> str:
             out += [("**warning:** " if it.kind == "warning" else "") + _md_cell(it.text)
                     if it.kind != "heading" else f"**{_md_cell(it.text)}**", ""]
             continue
-        out += [f"## {it.title[0].upper() + it.title[1:]}", ""]
+        out += [f"## {it.title}", ""]
         head = ["item", "value"] if it.head == ["", ""] else [h.replace("\n", " ") for h in it.head]
         kv = it.head == ["", ""]
         out.append("| " + " | ".join(head) + " |")

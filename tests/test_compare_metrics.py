@@ -90,19 +90,21 @@ def test_deltas_absolute_relative_and_per_reason(cmp):
     assert d["p50_ns:msr"]["abs"] == 0
 
 
-def _mann_whitney_asymptotic(u: float, n1: int, n2: int) -> float:
-    """Two-sided p of the normal approximation with continuity correction (no ties)."""
-    mu, sigma = n1 * n2 / 2, math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
-    z = (abs(u - mu) - 0.5) / sigma
-    return math.erfc(z / math.sqrt(2))
-
-
 def test_significance_of_latency_changes(cmp):
     d = {r["metric"]: r for r in cmp.deltas.to_dicts() if r["label"] == "b"}
-    # Every HLT exit of b is slower than every one of a: U = 11 * 11.
+    # Every HLT exit of b is slower than every one of a: U = 11 * 11, P(slower) = 1.
     assert d["p50_ns:hlt"]["p_slower"] == 1.0
-    assert d["p50_ns:hlt"]["p_value"] == pytest.approx(_mann_whitney_asymptotic(121, 11, 11), rel=1e-6)
-    assert d["p50_ns:hlt"]["p_value"] < 1e-3
+    # Each row its own test. p50: the pooled median of the 22 HLT times is a's largest (110 µs), so
+    # all 11 of b's lie above it and none of a's: Fisher's exact test on [[11, 0], [0, 11]] gives
+    # 2 / C(22, 11) (the two tables as extreme as this one, out of all ways to split the 11).
+    assert d["p50_ns:hlt"]["test"] == "quantile(q=0.5)"
+    assert d["p50_ns:hlt"]["p_value"] == pytest.approx(2 / math.comb(22, 11), rel=1e-9)
+    # p99: the pooled 0.99-quantile is the largest of all 22, so no exit lies above it on either
+    # side: [[0, 11], [0, 11]], no evidence at all.
+    assert d["p99_ns:hlt"]["p_value"] == pytest.approx(1.0)
+    # The mean: Welch's t-test; means 60 and 1050 µs, both samples of sd 33.2 µs: t = 70, p ~ 0.
+    assert d["mean_ns:hlt"]["test"] == "welch-t" and d["mean_ns:hlt"]["p_value"] < 1e-12
+    assert d["p50_ns:hlt"]["p_value"] != d["p99_ns:hlt"]["p_value"] != d["mean_ns:hlt"]["p_value"]
     # The MSR exits are identical: no evidence of a change.
     assert d["p50_ns:msr"]["p_value"] == pytest.approx(1.0) and d["p50_ns:msr"]["p_slower"] == 0.5
     # One exit is too few to test; counts get no p-value at all.
@@ -127,3 +129,9 @@ def test_policy_metrics_are_analyzes(cmp, pair):
         assert row[f"{name}:guest_state_live_ns"] == p["guest_state_live_ns"]
         assert row[f"{name}:syncs"] == p["syncs"]
     assert row["exits_per_s"] == pytest.approx(rep.summary["exits_per_s"])
+    # Normalised per second of trace: cycles / MHz = µs, over the trace's span.
+    span_s = rep.summary["exits"] / rep.summary["exits_per_s"]
+    for p in rep.policies.to_dicts():
+        want = p["saved_cycles_typical"] / rep.summary["cpu_mhz"] / span_s
+        assert row[f"{p['policy']}:saved_us_per_s"] == pytest.approx(want, rel=1e-3)
+        assert row[f"{p['policy']}:saved_cycles_per_exit"] == pytest.approx(p["saved_cycles_typical"] / len(B))

@@ -9,8 +9,8 @@ import struct
 import subprocess
 import sys
 
-import pyarrow.parquet as pq
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import DAT_VARIANTS, REAL, RECORDINGS
 from pyarrow import ipc
