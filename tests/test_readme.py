@@ -20,8 +20,10 @@ EXAMPLES = [e for e in EXAMPLES if "TRACE" not in e and "COMMAND" not in e and "
 
 
 def _run(args: list[str], cwd, **env) -> subprocess.CompletedProcess:
+    # This checkout's package, whatever the working directory.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "exitreplay", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=600)
+                          env={**os.environ, "PYTHONPATH": path, **env}, timeout=600)
 
 
 @pytest.fixture()
@@ -66,3 +68,20 @@ def test_readme_policy_example(workdir):
     # dropping the emulation sync removes syncs and saves more.
     assert mine["syncs"] < ist_off["syncs"]
     assert mine["saved_cycles_typical"] > ist_off["saved_cycles_typical"]
+
+
+def test_quick_start_shows_the_real_output():
+    """The quick start's output block is what `analyze --summary` prints at 80 columns today."""
+    block = README.split("--summary` at 80 columns:\n\n```\n", 1)[1].split("\n```", 1)[0]
+    cmd = ["analyze", "sample_traces/svm-syscall-heavy.v7.dat", "--summary"]
+    proc = _run(cmd, ROOT, COLUMNS="80")
+    assert proc.returncode == 0, proc.stderr
+    got = "\n".join(line.rstrip() for line in proc.stdout.splitlines()).strip("\n")
+    assert got == block
+
+
+def test_library_example_runs(tmp_path):
+    code = re.findall(r"```python\n(.*?)```", README, re.S)
+    src = "\n".join(code).replace('"out/netio"', repr(str(tmp_path / "netio")))
+    proc = subprocess.run([sys.executable, "-c", src], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
