@@ -49,7 +49,7 @@ def num(v: Any) -> str:
     a = abs(v)
     if a == 0:
         return "0"
-    if a >= 100:
+    if a >= 100 or float(v).is_integer():  # whole numbers print whole: 42, not 42.0
         return f"{v:,.0f}"
     if a >= 10:
         return f"{v:.1f}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import zlib
 
 import altair as alt
 import polars as pl
@@ -43,11 +44,33 @@ def fold_reasons(df: pl.DataFrame, order: list[str]) -> pl.DataFrame:
                            .otherwise(pl.lit(OTHER)).alias("reason"))
 
 
+# One colour per exit reason in every chart and every trace of a report: the reasons traces
+# commonly exit for have a fixed slot of tableau20 (distinct within each ISA); any other reason
+# takes a slot by a stable hash of its name; "other" is grey.
+PALETTE20 = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+             "#9ecae9", "#ffbf79", "#ff9d98", "#88d27a", "#b7e4e0", "#d6a5c9", "#fcbfd2", "#d8b5a5", "#439894",
+             "#bcbd22"]
+REASON_SLOTS = {
+    **{r: i for i, r in enumerate(("msr", "hlt", "io", "npf", "interrupt", "cpuid", "vintr", "pause", "vmrun",
+                                   "vmload", "vmsave", "nmi", "rdpmc", "xsetbv", "wbinvd", "stgi", "clgi",
+                                   "invlpga", "shutdown"))},
+    **{r: i for i, r in enumerate(("MSR_READ", "HLT", "IO_INSTRUCTION", "EPT_VIOLATION", "EXTERNAL_INTERRUPT",
+                                   "CPUID", "MSR_WRITE", "PAUSE_INSTRUCTION", "VMCALL", "EPT_MISCONFIG",
+                                   "PREEMPTION_TIMER", "EXCEPTION_NMI", "APIC_WRITE", "XSETBV", "EOI_INDUCED",
+                                   "INTERRUPT_WINDOW", "CR_ACCESS", "TPR_BELOW_THRESHOLD", "APIC_ACCESS"))},
+}
+
+
+def reason_colour(reason: str) -> str:
+    if reason == OTHER:
+        return PALETTE[-1]
+    slot = REASON_SLOTS.get(reason)
+    return PALETTE20[slot if slot is not None else zlib.crc32(reason.encode()) % len(PALETTE20)]
+
+
 def reason_color(order: list[str], title_: str = "exit reason") -> alt.Color:
-    rng = PALETTE[: len(order)]
-    if OTHER in order:
-        rng = PALETTE[: len(order) - 1] + [PALETTE[-1]]
-    return alt.Color("reason:N", title=title_, scale=alt.Scale(domain=order, range=rng), sort=order)
+    return alt.Color("reason:N", title=title_, scale=alt.Scale(domain=order, range=[reason_colour(r) for r in order]),
+                     sort=order)
 
 
 def legend_filter(field: str, name: str) -> alt.Parameter:
