@@ -11,14 +11,13 @@ import subprocess
 
 import pytest
 from conftest import SAMPLES
+from test_charts_report import CHROMIUM_FLAGS
 
 import exitreplay
 from exitreplay.report.html import build_html
 
 WIDTH = 1400
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--host-resolver-rules=MAP * ~NOTFOUND", "--hide-scrollbars"]
+FLAGS = [*CHROMIUM_FLAGS, "--hide-scrollbars"]
 # Measures the page once every chart is drawn (or after 20 s of virtual time) into <pre id=layout>.
 PROBE = r"""<script>
 function __measure() {
