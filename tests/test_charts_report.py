@@ -136,11 +136,11 @@ def test_report_content(page, reports):
         assert f"<h2>{lab}</h2>" in page
         assert f"{r.summary['events']:,}" in page  # capture summary
         for reason in r.latency["reason"].to_list():
-            assert f"<td>{reason}</td>" in page
+            assert f"<td class=key>{reason}</td>" in page
         for pol in r.policies["policy"].to_list():
-            assert f"<td>{pol}</td>" in page
-    assert "comparison (reference: svm-idle.v7.dat)" in page and "deltas against svm-idle.v7.dat" in page
-    assert "cost model" in page and "Xen" in page  # the costs' sources
+            assert f"<td class=key>{pol}</td>" in page or f"<td class=key>{pol}<br>" in page
+    assert "comparison (reference: svm-idle.v7.dat)" in page and "svm-mixed.v7zstd.dat against svm-idle.v7.dat" in page
+    assert "cost profile epyc" in page and "Xen" in page  # the costs' sources
     # One container per chart and one spec for each: 5 per trace, 3 comparing them.
     assert page.count('<div class="chart" id="chart') == 2 * 5 + 3
     assert len(re.findall(r'<script type="application/json" id="spec\d+">', page)) == 2 * 5 + 3
@@ -152,7 +152,7 @@ def test_report_lists_warnings(tmp_path):
     assert r.warnings
     page = build_html([r], ["hand"])
     for w in r.warnings:
-        assert f"<li class=warn>{htmlmod.escape(w)}</li>" in page
+        assert f"<p class=warn>warning: {htmlmod.escape(w)}</p>" in page
 
 
 def test_report_command(tmp_path):
