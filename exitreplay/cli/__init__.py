@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Modules that add commands to `app` when imported.
-COMMAND_MODULES = ["ingest", "analyze", "synth", "report"]
+COMMAND_MODULES = ["ingest", "analyze", "synth", "report", "record"]
 
 
 def _load_commands() -> None:
