@@ -15,7 +15,7 @@ from conftest import DAT_VARIANTS, REAL, RECORDINGS, trace_cmd_report
 import exitreplay
 
 LINE = re.compile(
-    r"^\s*(?P<comm>.*?)-(?P<pid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<sec>\d+)\.(?P<ns>\d{9}):\s+"
+    r"^\s*(?P<comm>.*)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<sec>\d+)\.(?P<ns>\d{9}):\s+"
     r"(?P<event>[\w:]+):\s?(?P<rest>.*)$"
 )
 FIELD = re.compile(r"(\w+)=(.*?)(?=\s+\w+=|$)")

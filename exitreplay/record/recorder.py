@@ -28,7 +28,7 @@ from .events import EventSel, resolve
 from .hostformats import HostFacts, host_facts, host_template
 from .pipes import PageStream, PipeReaders
 from .stats import CpuStats
-from .stop import StopWhen
+from .stop import StopWhen, sigterm_interrupts
 from .tracefs import Instance, RecordError, Tracefs, require_root
 
 
@@ -47,7 +47,7 @@ class RecordResult:
     output: Path
     seconds: float
     stop_reason: str
-    events: dict[int, int]  # per CPU: events the kernel recorded
+    events: dict[int, int]  # per CPU: events read (those in the file)
     lost: dict[int, int]    # per CPU: events lost in the ring buffer
     bytes: int
     instance: str
@@ -179,12 +179,15 @@ def record(output: str | os.PathLike, extra_events: Sequence[str] = (), *, durat
         with StopWhen(duration, command) as stop:
             rec.start()
             stop.start()
+            if progress:
+                progress(rec.snapshot())
             reason = stop.wait(0.5, (lambda: progress(rec.snapshot())) if progress else None)
-            rec.stop()
             seconds = stop.elapsed
+            rec.stop()
         if on_stop is not None:
             on_stop(reason)
-        rec.write(output, compression, version)
-        return RecordResult(output, seconds, reason, {s.cpu: s.recorded for s in rec.stats},
+        with sigterm_interrupts():
+            rec.write(output, compression, version)
+        return RecordResult(output, seconds, reason, {s.cpu: s.read for s in rec.stats},
                             {s.cpu: s.lost for s in rec.stats}, rec.readers.bytes, rec.instance.name,
                             stop.child_status, rec.stale_removed)

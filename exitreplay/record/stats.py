@@ -29,6 +29,11 @@ class CpuStats:
         return sum(v.get(k, 0) for k in LOST_KEYS)
 
     @property
+    def read(self) -> int:
+        """Events read out of the buffer (after the last drain: every event that was not lost)."""
+        return self.values.get("read events", 0)
+
+    @property
     def recorded(self) -> int:
         """Events written so far (read, waiting, or overwritten unread)."""
         v = self.values

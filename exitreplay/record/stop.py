@@ -8,16 +8,33 @@ CHILD_GRACE seconds.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from .tracefs import RecordError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CHILD_GRACE = 5.0
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile (as SIGINT does), so `finally` blocks still run."""
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 class StopWhen:
@@ -67,7 +84,7 @@ class StopWhen:
             if self.reason is not None:
                 break
             if self.child is not None and self.child.poll() is not None:
-                self.reason = f"{self.command[0]} exited with status {self.child.returncode}"
+                self.reason = f"{os.path.basename(self.command[0])} exited with status {self.child.returncode}"
             elif self.duration is not None and self.elapsed >= self.duration:
                 self.reason = f"{self.duration:g} s elapsed"
             elif on_tick is not None:
