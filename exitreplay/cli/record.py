@@ -24,10 +24,10 @@ def _si(x: float) -> str:
 def progress_text(p: Progress, width: int = 80) -> str:
     """One line: time, bytes, lost, then events/s per CPU busiest first, cut to `width`."""
     total = sum(p.rates.values())
-    head = f"recording {p.elapsed:5.1f} s  {p.bytes / 1e6:7.1f} MB  lost {p.lost:,}  {_si(total)} ev/s"
+    head = f"recording {p.elapsed:5.1f} s {p.bytes / 1e6:6.1f} MB  lost {p.lost:,}  {_si(total)} ev/s"
     busy = sorted(p.rates.items(), key=lambda kv: -kv[1])
     tail = "".join(f" cpu{c} {_si(r)}" for c, r in busy)
-    line = head + ("  |" + tail if len(p.rates) > 1 else "")
+    line = head + (" |" + tail if len(p.rates) > 1 else "")
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
