@@ -31,6 +31,10 @@ from .stats import CpuStats
 from .stop import StopWhen, sigterm_interrupts
 from .tracefs import Instance, RecordError, Tracefs, require_root
 
+# A reader wakes when its CPU's buffer is this full (the kernel's default is 50): the rest is the
+# room left for its wake-up latency (benchmarks/record.py: fewer losses with a small buffer).
+WAKE_PERCENT = 25
+
 
 @dataclasses.dataclass
 class Progress:
@@ -92,6 +96,7 @@ class Recorder:
         self._stack.callback(self.instance.remove)
         if self.buffer_kb:
             self.instance.write("buffer_size_kb", str(self.buffer_kb))
+        self.instance.write("buffer_percent", str(WAKE_PERCENT))
         self.template = host_template(self.instance, self.sels)
         for sel in self.sels:
             self.instance.write(f"events/{sel.rel}/enable", "1")
