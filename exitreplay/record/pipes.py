@@ -66,7 +66,9 @@ class CpuPipe:
                 self.drain()
                 if last:
                     return
-                poller.poll(POLL_MS)
+                ready = dict(poller.poll(POLL_MS))
+                if ready.get(self.fd, 0) & (select.POLLERR | select.POLLNVAL):
+                    stop.wait(POLL_MS / 1000)  # a CPU without a buffer (offline) polls as an error
         except BaseException as exc:  # noqa: BLE001 (reported by PipeReaders.stop in the caller's thread)
             self.error = exc
         finally:

@@ -60,6 +60,8 @@ class RecordResult:
 
 
 class Recorder:
+    """One recording's tracefs instance, readers and files; a context manager that cleans up."""
+
     def __init__(self, extra_events: Sequence[str] = (), buffer_kb: int | None = None,
                  workdir: str | os.PathLike | None = None):
         if buffer_kb is not None and buffer_kb <= 0:
@@ -72,6 +74,7 @@ class Recorder:
         self.facts: HostFacts | None = None
         self.stale_removed: list[str] = []
         self._last: tuple[float, dict[int, int]] | None = None
+        self.started = time.monotonic()
 
     def __enter__(self) -> Recorder:
         try:
@@ -143,7 +146,10 @@ class Recorder:
         self.instance.remove()
 
     def write(self, output: str | os.PathLike, compression: str = "zstd", version: int = 7) -> None:
+        """The trace.dat, from the per-CPU files (after stop())."""
         f = self.facts
+        if f is None:
+            raise RecordError("a recording is written after stop()")
         write_tracedat(output, self.readers.cpu_pages(), self.template, version=version,
                        compression=compression, cmdlines=f.cmdlines, clock=f.clock, uname=f.uname,
                        page_size=f.page_size, cpu_stats=[s.option_text() for s in self._all_cpu_stats()],
