@@ -127,8 +127,13 @@ class _Out:
 def write_tracedat(path: str | os.PathLike, cpu_pages: Sequence[np.ndarray], template: Template, *,
                    version: int = 7, compression: str = "none", cmdlines: bytes = b"", clock: str = "local",
                    uname: str | None = None, page_size: int = 4096,
-                   cpu_ts: Sequence[np.ndarray] | None = None) -> None:
-    """Write encoded per-CPU pages (index = CPU) with the template's sections as a trace.dat."""
+                   cpu_ts: Sequence[np.ndarray] | None = None, cpu_stats: Sequence[bytes] | None = None,
+                   writer: str = WRITER_VERSION) -> None:
+    """Write encoded per-CPU pages (index = CPU) with the template's sections as a trace.dat.
+
+    cpu_stats: each CPU's CPUSTAT text as recorded (default: made from cpu_ts, nothing lost);
+    writer: the VERSION option (who wrote the file).
+    """
     if version not in (6, 7):
         raise UsageError(f"trace.dat version {version} cannot be written (6 or 7)")
     if compression not in ("none", "zstd"):
@@ -137,6 +142,7 @@ def write_tracedat(path: str | os.PathLike, cpu_pages: Sequence[np.ndarray], tem
         raise UsageError("version 6 files are not compressed (use --version 7 for zstd)")
     n_cpus = len(cpu_pages)
     cpu_ts = cpu_ts if cpu_ts is not None else [np.empty(0, np.int64)] * n_cpus
+    stats = cpu_stats if cpu_stats is not None else [_cpustat(c, cpu_ts[c]) for c in range(n_cpus)]
     uname = uname or template.info.get("uname") or "Linux exitreplay-synth x86_64"
     digest = hashlib.sha256()
     for d in cpu_pages:
@@ -147,10 +153,10 @@ def write_tracedat(path: str | os.PathLike, cpu_pages: Sequence[np.ndarray], tem
     try:
         out.write(MAGIC + f"{version}\0".encode() + bytes([0, 8]) + struct.pack("<I", page_size))
         if version == 6:
-            _write_v6(out, cpu_pages, template, cmdlines, clock, uname, page_size, cpu_ts, trace_id)
+            _write_v6(out, cpu_pages, template, cmdlines, clock, uname, page_size, stats, trace_id, writer)
         else:
-            _write_v7(out, cpu_pages, template, cmdlines, clock, uname, page_size, cpu_ts, trace_id,
-                      compression)
+            _write_v7(out, cpu_pages, template, cmdlines, clock, uname, page_size, stats, trace_id,
+                      compression, writer)
         out.close()
         os.replace(tmp, path)
     except BaseException:
@@ -160,14 +166,14 @@ def write_tracedat(path: str | os.PathLike, cpu_pages: Sequence[np.ndarray], tem
         raise
 
 
-def _facts(clock: str, uname: str, trace_id: bytes, cpu_ts, n_cpus: int) -> bytes:
+def _facts(clock: str, uname: str, trace_id: bytes, stats: Sequence[bytes], writer: str) -> bytes:
     opts = _opt(OPT_TRACECLOCK, _clock_option(clock)) + _opt(OPT_UNAME, uname.encode() + b"\0")
-    opts += _opt(OPT_VERSION, WRITER_VERSION.encode() + b"\0") + _opt(OPT_TRACEID, trace_id)
-    opts += b"".join(_opt(OPT_CPUSTAT, _cpustat(c, cpu_ts[c])) for c in range(n_cpus))
+    opts += _opt(OPT_VERSION, writer.encode() + b"\0") + _opt(OPT_TRACEID, trace_id)
+    opts += b"".join(_opt(OPT_CPUSTAT, s) for s in stats)
     return opts
 
 
-def _write_v6(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size, cpu_ts, trace_id) -> None:
+def _write_v6(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size, stats, trace_id, writer) -> None:
     n_cpus = len(cpu_pages)
     out.write(_header_info(template))
     out.write(_ftrace(template))
@@ -177,7 +183,7 @@ def _write_v6(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size,
     out.write(struct.pack("<Q", len(cmdlines)) + cmdlines)
     out.write(struct.pack("<I", n_cpus))
     out.write(b"options  \0")
-    out.write(_facts(clock, uname, trace_id, cpu_ts, n_cpus) + _opt(OPT_CPUCOUNT, struct.pack("<I", n_cpus)))
+    out.write(_facts(clock, uname, trace_id, stats, writer) + _opt(OPT_CPUCOUNT, struct.pack("<I", n_cpus)))
     out.write(struct.pack("<H", 0))
     out.write(b"flyrecord\0")
     table = out.tell()
@@ -191,8 +197,8 @@ def _write_v6(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size,
         out.patch(table + 16 * cpu, struct.pack("<QQ", at, d.size))
 
 
-def _write_v7(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size, cpu_ts, trace_id,
-              compression) -> None:
+def _write_v7(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size, stats, trace_id,
+              compression, writer) -> None:
     n_cpus = len(cpu_pages)
     comp = None
     if compression == "zstd":
@@ -232,7 +238,7 @@ def _write_v7(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size,
     }
     opts = b"".join(_opt(k, struct.pack("<Q", at[k])) for k in
                     (OPT_HEADER_INFO, OPT_FTRACE_EVENTS, OPT_EVENT_FORMATS, OPT_KALLSYMS, OPT_PRINTK))
-    opts += _facts(clock, uname, trace_id, cpu_ts, n_cpus)
+    opts += _facts(clock, uname, trace_id, stats, writer)
     opts += _opt(OPT_CMDLINES, struct.pack("<Q", at[OPT_CMDLINES]))
     opts += _opt(OPT_CPUCOUNT, struct.pack("<I", n_cpus))
     options1 = out.tell()
