@@ -55,6 +55,17 @@ def parse_time(text: str | None, option: str = "--from") -> TimePoint | None:
     return TimePoint(int(round(value)), bool(plus), text.strip())
 
 
+def parse_duration(text: str | None, option: str = "--duration") -> int | None:
+    """'10s', '200ms', '1.5' (seconds) -> ns; a length of time, not a point in the trace."""
+    if text is None:
+        return None
+    m = TIME_RE.match(text.replace("µ", "u"))
+    value = float(m.group(2)) * UNITS[(m.group(3) or "s").lower()] if m else float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{option} {text!r}: not a length of time (examples: 10s, 200ms, 1.5)")
+    return int(round(value))
+
+
 def parse_ints(values: list[str] | None, option: str) -> tuple[int, ...]:
     """Repeatable, comma-separated integer options (`--cpu 0,2 --cpu 5`)."""
     out: list[int] = []

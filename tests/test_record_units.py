@@ -97,8 +97,8 @@ def test_an_unknown_extra_event_is_refused(capsys, monkeypatch, tmp_path, as_roo
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--duration", "soon"], ["cannot read time 'soon'"]),
-    (["--duration", "0"], ["--duration must be positive"]),
+    (["--duration", "soon"], ["--duration 'soon': not a length of time"]),
+    (["--duration", "0"], ["--duration '0': not a length of time"]),
     (["--buffer-kb", "lots"], ["--buffer-kb needs an integer"]),
     (["-e", "a/b/c"], ["cannot read event 'a/b/c'"]),
 ])

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import typer
 
+from ..filters import parse_duration
 from ..record import DEFAULT_EVENTS, Progress, RecordResult, record
 from . import app
-from .analyze import parse_number, parse_time
+from .analyze import parse_number
 from .common import console, err_console
 
 
@@ -72,7 +73,7 @@ def record_command(
 
     Example: exitreplay record -o vm.dat -- python3 tests/kvm_guest.py
     """
-    secs = None if duration is None else parse_time(duration) / 1e9
+    secs = None if duration is None else parse_duration(duration) / 1e9
     kb = parse_number(buffer_kb, "--buffer-kb", int)
     show = sys.stderr.isatty()
     status = err_console.status("starting") if show else contextlib.nullcontext()
