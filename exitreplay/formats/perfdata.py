@@ -21,10 +21,10 @@ from ..errors import TraceError
 from ..trace import Dropped, Trace, TraceMeta
 from . import perf_header as ph
 from . import perf_records as pr
+from .eventformat import gather_fixed
 from .perf_file import PerfFile
 from .perf_order import delivery_order
 from .perf_samples import id_pos, is_pos, record_ids, sample_values, trailer_values, uint_field
-from .eventformat import gather_fixed
 from .perf_tracing import PERF_CLOCK, TracingData
 from .tracedat import Decoder, _assemble, emit_warnings, lost_warning, thread_pool
 
@@ -95,7 +95,8 @@ def _record_values(pf: PerfFile) -> dict:
     n = kernel.size
     out = {"kernel": kernel, "attr": aidx, "ts": np.zeros(n, np.uint64), "cpu": np.full(n, -1, np.int64),
            "pid": np.full(n, -1, np.int64), "tid": np.full(n, -1, np.int64), "raw_off": np.zeros(n, np.int64),
-           "raw_size": np.zeros(n, np.int64), "has_time": np.zeros(n, bool), "warnings": warn}
+           "raw_size": np.zeros(n, np.int64), "id": np.zeros(n, np.uint64), "has_time": np.zeros(n, bool),
+           "warnings": warn}
     is_sample = pf.rtype[kernel] == pr.REC_SAMPLE
     bad_raw = short = 0
     for k, attr in enumerate(pf.attrs):
@@ -107,7 +108,7 @@ def _record_values(pf: PerfFile) -> dict:
             fn = sample_values if sample else trailer_values
             vals, ok = fn(attr, pf.data, pf.off[r], pf.size[r], pf.endian)
             short += int((~ok).sum())
-            for key in ("cpu", "pid", "tid", "raw_off", "raw_size"):
+            for key in ("cpu", "pid", "tid", "raw_off", "raw_size", "id"):
                 if key in vals:
                     out[key][sel] = np.where(ok, vals[key], out[key][sel])
             if "time" in vals:
@@ -225,8 +226,14 @@ def _lookup(ch_tid, ch_pos, ch_code, ev_tid, ev_pos) -> np.ndarray:
 
 
 def _dropped(pf: PerfFile, rec: dict, order: np.ndarray, ev: dict) -> list[Dropped]:
-    """LOST and LOST_SAMPLES: on the CPU of their sample_id (else the one ID_INDEX gives the lost
-    event's id), before the next event of that CPU in delivery order."""
+    """LOST (a ring buffer's lost records) and LOST_SAMPLES the kernel emits, on the CPU of their
+    sample_id (else the one ID_INDEX gives the event id), before the next event of that CPU in
+    delivery order.
+
+    perf record also writes, when it stops, one untimed LOST_SAMPLES per event and CPU with the
+    event's lost count (builtin-record.c record__read_lost_samples): the same losses the LOST
+    records report, per event. Those are totals, kept in meta.extra["lost_samples"]; they count as
+    losses only in a file without LOST records."""
     kernel = rec["kernel"]
     lost = order[np.isin(pf.rtype[kernel[order]], (pr.REC_LOST, pr.REC_LOST_SAMPLES))]
     if not lost.size:
@@ -235,19 +242,46 @@ def _dropped(pf: PerfFile, rec: dict, order: np.ndarray, ev: dict) -> list[Dropp
     fx = gather_fixed([uint_field("a", 8, 8), uint_field("b", 16, 8)], pf.data, pf.off[r], pf.size[r], pf.endian)
     is_lost = pf.rtype[r] == pr.REC_LOST
     count = np.where(is_lost, fx.values["b"], fx.values["a"]).astype(np.int64)
-    cpu = rec["cpu"][lost].copy()
-    for j in np.flatnonzero((cpu < 0) & is_lost).tolist():
-        cpu[j] = pf.id_cpu.get(int(fx.values["a"][j]), -1)
-    ev_cpu, ev_ts = ev["cols"]["cpu"], ev["cols"]["ts"]
-    ev_pos = ev["position"][ev["rows"]]  # increasing: events are in delivery order
-    row = np.full(lost.size, -1, np.int64)
-    for c in np.unique(cpu).tolist():
-        mine, at = np.flatnonzero(cpu == c), np.flatnonzero(ev_cpu == c)
-        k = np.searchsorted(ev_pos[at], ev["position"][lost[mine]], side="right")
-        row[mine] = np.where(k < at.size, at[np.minimum(k, max(at.size - 1, 0))] if at.size else -1, -1)
+    totals = ~is_lost & (rec["ts"][lost] == 0)  # untimed, as perf record writes them
+    if totals.any():
+        _lost_totals(pf, rec, lost[totals], count[totals], int(count[is_lost].sum()) if is_lost.any() else None)
+        if is_lost.any():
+            keep = ~totals
+            lost, r, count, is_lost = lost[keep], r[keep], count[keep], is_lost[keep]
+            fx.values = {k: v[keep] for k, v in fx.values.items()}
+    ids = np.where(is_lost, fx.values["a"], rec["id"][lost]).astype(np.uint64)
+    cpu = np.where(rec["ts"][lost] != 0, rec["cpu"][lost], -1)
+    for j in np.flatnonzero(cpu < 0).tolist():
+        cpu[j] = pf.id_cpu.get(int(ids[j]), int(rec["cpu"][lost[j]]))
+    row = _next_event_rows(cpu, rec["position"][lost], ev)
+    ev_ts = ev["cols"]["ts"]
     ts = np.where(row >= 0, ev_ts[np.maximum(row, 0)] if ev_ts.size else 0, rec["ts"][lost].view(np.int64))
     return [Dropped(int(c), int(t), int(n), None if w < 0 else int(w))
             for c, t, n, w in zip(cpu.tolist(), ts.tolist(), count.tolist(), row.tolist())]
+
+
+def _next_event_rows(cpu: np.ndarray, pos: np.ndarray, ev: dict) -> np.ndarray:
+    """Row of the first event of each CPU delivered after each position (-1: none)."""
+    ev_cpu = ev["cols"]["cpu"]
+    ev_pos = ev["position"][ev["rows"]]  # increasing: events are in delivery order
+    row = np.full(cpu.size, -1, np.int64)
+    for c in np.unique(cpu).tolist():
+        mine, at = np.flatnonzero(cpu == c), np.flatnonzero(ev_cpu == c)
+        if at.size:
+            k = np.searchsorted(ev_pos[at], pos[mine], side="right")
+            row[mine] = np.where(k < at.size, at[np.minimum(k, at.size - 1)], -1)
+    return row
+
+
+def _lost_totals(pf: PerfFile, rec: dict, sel: np.ndarray, count: np.ndarray, lost_total: int | None) -> None:
+    names = [a.name or f"config {a.config}" for a in pf.attrs]
+    out: dict[str, int] = {}
+    for a, n in zip(rec["attr"][sel].tolist(), count.tolist()):
+        out[names[a]] = out.get(names[a], 0) + int(n)
+    pf.lost_samples = out
+    if lost_total is not None and sum(out.values()) != lost_total:
+        rec["warnings"].append(f"perf record's lost-sample totals ({sum(out.values())}) differ from its "
+                               f"LOST records ({lost_total}): the LOST records are counted")
 
 
 def _meta(pf: PerfFile, td: TracingData, dropped: list[Dropped], warn: list[str], counts: dict[str, int],
@@ -272,6 +306,7 @@ def _meta(pf: PerfFile, td: TracingData, dropped: list[Dropped], warn: list[str]
                "nr_cpus_online": f.nr_cpus_online, "total_mem_kb": f.total_mem_kb, "cmdline": f.cmdline,
                "clock_data": f.clock_data, "sample_time": list(f.sample_time) if f.sample_time else None,
                "compression_info": f.compressed, "events_per_cpu": per_cpu, "file_size": pf.file_size,
+               "lost_samples": getattr(pf, "lost_samples", None),
                "attrs": [{"name": a.name, "type": a.type, "config": a.config,
                           "sample_type": a.sample_type_names(), "ids": len(a.ids)} for a in pf.attrs]},
     )
