@@ -130,7 +130,7 @@ def kvm_stat(path: Path, event: str = "vmexit") -> dict[str, dict]:
     res = run_perf("kvm", "-i", str(path), "stat", "report", "--event", event)
     assert res.returncode == 0, res.stderr[-500:]
     out = {}
-    for line in res.stdout.splitlines():
+    for line in (res.stdout + res.stderr).splitlines():  # perf prints the report with pr_info: stderr
         m = _STAT.match(line)
         if m:
             out[m["key"]] = {"samples": int(m["n"]), "min": float(m["min"]), "max": float(m["max"]),
