@@ -184,15 +184,14 @@ class PerfFile:
     def _decompressed(self, top: dict, comp: np.ndarray) -> dict | None:
         budget = min(MAX_EXPANSION * max(int(top["size"][comp].sum()), 1), _memory_limit())
         try:
-            raw, ends = pr.decompress(self.file, top["off"][comp], top["rtype"][comp], top["size"][comp],
-                                      self.big, budget)
+            raw, ends, problem = pr.decompress(self.file, top["off"][comp], top["rtype"][comp],
+                                               top["size"][comp], self.big, budget)
         except pr.BudgetExceeded:
             raise TraceError(self.path, f"compressed records expand beyond {budget} bytes "
                                         f"({MAX_EXPANSION}x their size or half this machine's memory): "
                                         "corrupt or hostile") from None
-        except ValueError as exc:
-            self.warnings.append(f"corrupt compressed data ({exc}): records after it lost")
-            return None
+        if problem:
+            self.warnings.append(f"corrupt compressed data ({problem}): the records after it are lost")
         if not raw:
             return None
         inner = np.frombuffer(raw, dtype=np.uint8)

@@ -169,26 +169,28 @@ class _Sink:
 
 
 def decompress(data: np.ndarray, offsets: np.ndarray, rtype: np.ndarray, size: np.ndarray, big: bool,
-               budget: int) -> tuple[bytes, np.ndarray]:
+               budget: int) -> tuple[bytes, np.ndarray, str | None]:
     """The zstd stream of every COMPRESSED record, in order, decompressed as one stream (perf record
-    compresses its whole session as one stream, flushed at every record: util/zstd.c), and the
-    decompressed length available after each record.
+    compresses its whole session as one stream, flushed at every record: util/zstd.c), the
+    decompressed length available after each record, and zstd's complaint if the stream breaks
+    (what came before is kept; the ends of the records after the break are the last length).
 
-    Raises BudgetExceeded past `budget` bytes, ValueError (zstd's error) on corrupt data."""
+    Raises BudgetExceeded past `budget` bytes."""
     import zstandard
 
     sink = _Sink(budget)
     writer = zstandard.ZstdDecompressor().stream_writer(sink, write_size=WRITE_SIZE)
     ends = np.empty(offsets.size, dtype=np.int64)
+    problem = None
     for i, (o, t, n) in enumerate(zip(offsets.tolist(), rtype.tolist(), size.tolist())):
         lo, hi = o + HEADER_SIZE, o + n
         if t == REC_COMPRESSED2:
             dsz = int(_u(data[lo: lo + 8].reshape(1, 8), 0, 8, big)[0])
             lo, hi = lo + 8, min(hi, lo + 8 + dsz)
-        try:
-            writer.write(memoryview(data[lo:hi]))
-            writer.flush()
-        except zstandard.ZstdError as exc:
-            raise ValueError(str(exc)) from None
+        if problem is None:
+            try:
+                writer.write(memoryview(data[lo:hi]))
+            except zstandard.ZstdError as exc:
+                problem = str(exc)
         ends[i] = sink.size
-    return b"".join(sink.parts), ends
+    return b"".join(sink.parts), ends, problem
