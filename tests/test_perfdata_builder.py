@@ -130,7 +130,7 @@ def test_delivery_order_is_perfs(tmp_path, seed):
     b = PerfBuilder()
     evs = []
     t = 1000
-    for r in range(8):
+    for _round in range(8):
         for _ in range(int(rng.integers(0, 12))):
             t += int(rng.integers(0, 4))  # many ties
             late = int(rng.integers(0, 40)) if rng.random() < 0.3 else 0  # some beyond the round

@@ -170,13 +170,16 @@ class PerfFile:
     def _assemble_records(self, top: dict) -> None:
         comp = np.flatnonzero(np.isin(top["rtype"], (pr.REC_COMPRESSED, pr.REC_COMPRESSED2)))
         self.data = self.file
-        order_top = np.arange(top["off"].size, dtype=np.int64)
-        parts = [dict(top, parent=order_top, sub=np.zeros(order_top.size, np.int64))]
+        parts = [top]
         if comp.size:
             self.compressed = True
             inner = self._decompressed(top, comp)
             if inner is not None:
-                parts.append(inner)
+                n = top["off"].size
+                parts = [dict(top, parent=np.arange(n, dtype=np.int64), sub=np.zeros(n, np.int64)), inner]
+        if len(parts) == 1:
+            self.off, self.rtype, self.misc, self.size = (top[k] for k in ("off", "rtype", "misc", "size"))
+            return
         cat = {k: np.concatenate([p[k] for p in parts]) for k in ("off", "rtype", "misc", "size", "parent", "sub")}
         order = np.lexsort((cat["sub"], cat["parent"]))
         self.off, self.rtype, self.misc, self.size = (cat[k][order] for k in ("off", "rtype", "misc", "size"))

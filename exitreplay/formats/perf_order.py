@@ -55,6 +55,9 @@ def delivery_order(ts: np.ndarray, rounds_before: np.ndarray, n_rounds: int) -> 
         next_flush = top
     # Untimed records arrive between flushes: after flush rounds_before, before the next one.
     flush[~timed] = rounds_before[~timed] + 1
-    klass = timed.astype(np.int8)  # within a flush, records delivered at arrival come first
+    # Within a flush, records delivered at arrival come first: with the timestamp key 0 (no timed
+    # record has 0) they sort first. Sorts are stable, so ties keep file order.
     key_ts = np.where(timed, ts, np.uint64(0))
-    return np.lexsort((np.arange(n), key_ts, klass, flush))
+    if n == 0 or flush.min() == flush.max():
+        return np.argsort(key_ts, kind="stable")
+    return np.lexsort((key_ts, flush))

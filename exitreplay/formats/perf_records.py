@@ -73,41 +73,50 @@ def extra_bytes(data: np.ndarray, at: np.ndarray, rtype: np.ndarray, big: bool) 
     return out
 
 
-def _chunk(data: np.ndarray, s: int, slots: int, big: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Step (bytes to the next record) of a record at every slot s + 8k, and each slot's next slot
-    (`slots` where the chain leaves the chunk's 8-byte lattice)."""
-    hdr = data[s: s + 8 * slots].reshape(slots, 8)
-    size = _u(hdr, 6, 2, big)
-    rtype = _u(hdr, 0, 4, big)
-    step = size.copy()
-    special = (rtype == REC_HEADER_TRACING_DATA) | (rtype == REC_AUXTRACE)
-    if special.any():
-        sel = np.flatnonzero(special)
-        step[sel] += extra_bytes(data, s + 8 * sel, rtype[sel], big)
-    k = np.arange(slots, dtype=np.int64)
-    nxt = k + (step >> 3)
-    leaves = (size < HEADER_SIZE) | (step & 7 != 0) | (nxt >= slots)
-    nxt[leaves] = slots
-    return step, np.append(nxt, slots)
+def _strided(data: np.ndarray, start: int, count: int, dtype: str) -> np.ndarray:
+    """The `dtype` word at start + 8k for k < count, as a view (no copy; may be unaligned)."""
+    return np.ndarray((count,), dtype=np.dtype(dtype), buffer=data, offset=start, strides=(8,))
 
 
-def _follow(nxt: np.ndarray, slots: int) -> np.ndarray:
-    """Slots of the chain from slot 0 while it stays on the lattice (pointer jumping)."""
+def _chunk(data: np.ndarray, s: int, slots: int, big: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The slots s + 8k where a record could start (size >= 8 and a multiple of 8: inside a record
+    most words fail that, so the jumping below works on few), each one's step in bytes, and each
+    one's next candidate (len(cand) where the chain leaves the chunk or the lattice)."""
+    e = ">" if big else "<"
+    size = _strided(data, s + 6, slots, e + "u2")
+    ok = (size >= HEADER_SIZE) & ((size & 7) == 0)
+    ok[0] = True  # the chunk starts at a record by construction (a bad one ends the walk there)
+    cand = np.flatnonzero(ok)
+    step = size[cand].astype(np.int64)
+    rtype = _strided(data, s, slots, e + "u4")[cand]
+    special = np.flatnonzero((rtype == REC_HEADER_TRACING_DATA) | (rtype == REC_AUXTRACE))
+    if special.size:
+        step[special] += extra_bytes(data, s + 8 * cand[special], rtype[special], big)
+    index = np.full(slots + 1, cand.size, dtype=np.intp)
+    index[cand] = np.arange(cand.size, dtype=np.intp)
+    target = np.minimum(cand + (step >> 3), slots)
+    nxt = np.append(index[target], cand.size)
+    nxt[:-1][((step & 7) != 0) | (step < HEADER_SIZE)] = cand.size
+    return cand, step, nxt
+
+
+def _follow(nxt: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the chain from index 0 while it stays among the n candidates (pointer jumping)."""
     jump = nxt
     for _ in range(JUMP_LEVELS):
         jump = jump[jump]
     anchors = [0]
     k = int(jump[0])
-    while k != slots:
+    while k != n:
         anchors.append(k)
         k = int(jump[k])
-    cur = np.array(anchors, dtype=np.int64)
+    cur = np.array(anchors, dtype=np.intp)
     rows = [cur]
     for _ in range((1 << JUMP_LEVELS) - 1):
         cur = nxt[cur]
         rows.append(cur)
     chain = np.stack(rows, axis=1).reshape(-1)
-    return chain[chain < slots]
+    return chain[chain < n]
 
 
 def walk(data: np.ndarray, start: int, end: int, big: bool = False) -> Walk:
@@ -120,18 +129,19 @@ def walk(data: np.ndarray, start: int, end: int, big: bool = False) -> Walk:
         if end - s < HEADER_SIZE:
             return Walk(_cat(found), s, "truncated")
         k = min(slots, (end - s) // 8)
-        step, nxt = _chunk(data, s, k, big)
-        chain = _follow(nxt, k)
+        cand, step, nxt = _chunk(data, s, k, big)
+        chain = _follow(nxt, cand.size)
         last = int(chain[-1])
-        size = int(_u(data[s + 8 * last: s + 8 * last + 8].reshape(1, 8), 6, 2, big)[0])
-        nxt_s = s + 8 * last + int(step[last])
+        at = s + 8 * cand[chain]
+        size = int(_strided(data, int(at[-1]) + 6, 1, (">" if big else "<") + "u2")[0])
+        nxt_s = int(at[-1]) + int(step[last])
         if size < HEADER_SIZE:
-            found.append(s + 8 * chain[:-1])
-            return Walk(_cat(found), s + 8 * last, "corrupt")
+            found.append(at[:-1])
+            return Walk(_cat(found), int(at[-1]), "corrupt")
         if nxt_s > end:
-            found.append(s + 8 * chain[:-1])
-            return Walk(_cat(found), s + 8 * last, "truncated")
-        found.append(s + 8 * chain)
+            found.append(at[:-1])
+            return Walk(_cat(found), int(at[-1]), "truncated")
+        found.append(at)
         # Few records per chunk means off-lattice sizes: smaller chunks waste less.
         slots = min(MAX_CHUNK_SLOTS, 2 * k) if chain.size * 64 >= k else max(MIN_CHUNK_SLOTS, k // 8)
         s = nxt_s

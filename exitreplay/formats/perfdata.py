@@ -95,26 +95,27 @@ def _record_values(pf: PerfFile) -> dict:
     n = kernel.size
     out = {"kernel": kernel, "attr": aidx, "ts": np.zeros(n, np.uint64), "cpu": np.full(n, -1, np.int64),
            "pid": np.full(n, -1, np.int64), "tid": np.full(n, -1, np.int64), "raw_off": np.zeros(n, np.int64),
-           "raw_size": np.zeros(n, np.int64), "id": np.zeros(n, np.uint64), "has_time": np.zeros(n, bool),
-           "warnings": warn}
+           "raw_size": np.zeros(n, np.int64), "id": np.zeros(n, np.uint64), "warnings": warn}
     is_sample = pf.rtype[kernel] == pr.REC_SAMPLE
     bad_raw = short = 0
-    for k, attr in enumerate(pf.attrs):
-        for sample in (True, False):
-            sel = np.flatnonzero((aidx == k) & (is_sample == sample))
-            if not sel.size or (not sample and not attr.sample_id_all):
-                continue
-            r = kernel[sel]
-            fn = sample_values if sample else trailer_values
-            vals, ok = fn(attr, pf.data, pf.off[r], pf.size[r], pf.endian)
-            short += int((~ok).sum())
-            for key in ("cpu", "pid", "tid", "raw_off", "raw_size", "id"):
-                if key in vals:
-                    out[key][sel] = np.where(ok, vals[key], out[key][sel])
-            if "time" in vals:
-                out["ts"][sel] = np.where(ok, vals["time"], 0).astype(np.uint64)
-                out["has_time"][sel] = ok
-            bad_raw += int(vals["raw_bad"].sum()) if "raw_bad" in vals else 0
+    group = np.where(aidx >= 0, aidx * 2 + is_sample, -1).astype(np.int16 if len(pf.attrs) < 1 << 14 else np.int32)
+    order = np.argsort(group, kind="stable")  # a radix sort on small ints
+    bounds = np.searchsorted(group[order], np.arange(2 * len(pf.attrs) + 1))
+    for g in np.flatnonzero(np.diff(bounds)).tolist():  # each attr's samples, then its other records
+        k, sample = divmod(g, 2)
+        attr, sel = pf.attrs[k], order[bounds[g]: bounds[g + 1]]
+        if not sample and not attr.sample_id_all:
+            continue
+        r = kernel[sel]
+        fn = sample_values if sample else trailer_values
+        vals, ok = fn(attr, pf.data, pf.off[r], pf.size[r], pf.endian)
+        short += int((~ok).sum())
+        good = sel if ok.all() else sel[ok]
+        for key, dst in (("cpu", "cpu"), ("pid", "pid"), ("tid", "tid"), ("raw_off", "raw_off"),
+                         ("raw_size", "raw_size"), ("id", "id"), ("time", "ts")):
+            if key in vals:
+                out[dst][good] = vals[key] if good is sel else vals[key][ok]
+        bad_raw += int(vals["raw_bad"].sum()) if "raw_bad" in vals else 0
     if short:
         warn.append(f"{short} records too short for their attr's fields: their values are unknown")
     if bad_raw:
@@ -213,14 +214,16 @@ def _lookup(ch_tid, ch_pos, ch_code, ev_tid, ev_pos) -> np.ndarray:
     out = np.where(ev_tid == 0, 0, -1).astype(np.int32)
     if not ch_tid.size:
         return out
-    tids, inv = np.unique(np.concatenate([ch_tid, ev_tid]), return_inverse=True)
-    cc, ec = inv[:ch_tid.size].astype(np.int64), inv[ch_tid.size:].astype(np.int64)
-    ck = (cc << 40) | ch_pos
+    tids = np.unique(ch_tid)
+    rank = np.searchsorted(tids, ev_tid)  # the events' threads among the few that changed name
+    rank = np.minimum(rank, tids.size - 1)
+    known = tids[rank] == ev_tid
+    ck = (np.searchsorted(tids, ch_tid).astype(np.int64) << 40) | ch_pos
     o = np.argsort(ck)
     ck, code = ck[o], ch_code[o]
-    at = np.searchsorted(ck, (ec << 40) | ev_pos, side="right") - 1
-    hit = at >= 0
-    hit[hit] = (ck[at[hit]] >> 40) == ec[hit]
+    at = np.searchsorted(ck, (rank.astype(np.int64) << 40) | ev_pos, side="right") - 1
+    hit = known & (at >= 0)
+    hit[hit] = (ck[at[hit]] >> 40) == rank[hit]
     out[hit] = code[at[hit]]
     return out
 
