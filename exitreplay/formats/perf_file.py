@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import struct
 
 import numpy as np
 
@@ -47,6 +46,8 @@ class PerfFile:
         self.endian, self.pipe = self.hdr.endian, self.hdr.pipe
         self.big = self.endian == "big"
         self.id_cpu: dict[int, int] = {}
+        self.names_by_id: dict[int, str] = {}  # event id -> name (EVENT_DESC, EVENT_UPDATE)
+        self.lost_samples: dict[str, int] | None = None  # perf record's closing per-event totals
         self.compressed = False
         try:
             self._read()
@@ -141,17 +142,11 @@ class PerfFile:
         for off, size in self._records_of(top, pr.REC_EVENT_UPDATE):
             if size >= 24 and b.u(off + 8, 8) == EVENT_UPDATE_NAME:
                 name = bytes(mm[off + 24: off + size]).split(b"\0", 1)[0].decode("utf-8", "replace")
-                self._names_by_id.setdefault(b.u(off + 16, 8), name)
+                self.names_by_id.setdefault(b.u(off + 16, 8), name)
         return sections
 
-    @property
-    def _names_by_id(self) -> dict[int, str]:
-        if not hasattr(self, "_names"):
-            self._names: dict[int, str] = {}
-        return self._names
-
     def _name_attrs(self) -> None:
-        names = self._names_by_id
+        names = self.names_by_id
         for name, ids in self.features.event_desc:
             for i in ids:
                 names.setdefault(i, name)
@@ -218,7 +213,3 @@ def _memory_limit() -> int:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
     except (ValueError, OSError):
         return 1 << 34
-
-
-def u64_at(buf, at: int, endian: str) -> int:
-    return struct.unpack_from("<Q" if endian == "little" else ">Q", buf, at)[0]

@@ -182,7 +182,7 @@ def record_ids(data: np.ndarray, off: np.ndarray, size: np.ndarray, is_sample: n
     hold it."""
     n = off.size
     pos = np.where(is_sample, off + HEADER + 8 * idp, off + size - 8 * isp).astype(np.int64)
-    have = np.where(is_sample, idp >= 0 and True, isp > 0)
+    have = np.where(is_sample, idp >= 0, isp > 0)
     have &= np.where(is_sample, HEADER + 8 * idp + 8 <= size, HEADER + 8 * isp <= size)
     ids = np.zeros(n, dtype=np.uint64)
     if have.any():

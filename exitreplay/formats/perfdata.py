@@ -151,10 +151,11 @@ def _events(pf: PerfFile, rec: dict, order: np.ndarray, dec: Decoder) -> dict:
             "off": rec["raw_off"][rows], "size": rec["raw_size"][rows].astype(np.int32),
             "type_id": np.empty(n, np.uint16), "pid": np.empty(n, np.int32), "flags": np.empty(n, np.uint8),
             "pc": np.empty(n, np.uint8)}
-    fok = dec.common_fields(pf.data, cols["off"], cols["size"], cols)
-    cols["flags_valid"] = fok
-    tid = rec["tid"][rows]
-    cols["pid"] = np.where(tid >= 0, tid, cols["pid"]).astype(np.int32)  # perf shows the thread
+    cols["flags_valid"] = dec.common_fields(pf.data, cols["off"], cols["size"], cols)
+    # perf shows the sample's tid (-1 for a task that had exited); without TID, the payload's pid
+    has_tid = np.array([bool(a.sample_type & ph.SAMPLE_TID) for a in pf.attrs], bool)[rec["attr"][rows]]
+    tid = rec["tid"][rows].astype(np.uint32).view(np.int32)
+    cols["pid"] = np.where(has_tid, tid, cols["pid"])
     cols["type_id"] = config.astype(np.uint16)
     cols["type_counts"] = np.bincount(cols["type_id"], minlength=1 << 16)
     _fill_cpu(pf, rec, rows, cols)
@@ -309,7 +310,7 @@ def _meta(pf: PerfFile, td: TracingData, dropped: list[Dropped], warn: list[str]
                "nr_cpus_online": f.nr_cpus_online, "total_mem_kb": f.total_mem_kb, "cmdline": f.cmdline,
                "clock_data": f.clock_data, "sample_time": list(f.sample_time) if f.sample_time else None,
                "compression_info": f.compressed, "events_per_cpu": per_cpu, "file_size": pf.file_size,
-               "lost_samples": getattr(pf, "lost_samples", None),
+               "lost_samples": pf.lost_samples,
                "attrs": [{"name": a.name, "type": a.type, "config": a.config,
                           "sample_type": a.sample_type_names(), "ids": len(a.ids)} for a in pf.attrs]},
     )
