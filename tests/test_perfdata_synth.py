@@ -1,9 +1,10 @@
 """The perf.data writer: perf script prints exactly the events written, perf kvm stat report gives
 exitreplay's latency table, exitreplay reads the file back, for every profile and both ISAs.
 
-How `perf kvm stat report` pairs exits and entries (perf 6.1 tools/perf/builtin-kvm.c,
-`handle_kvm_event`, `per_vcpu_record`, `handle_begin_event`, `handle_end_event`;
-arch/x86/util/kvm-stat.c for the x86 events), per thread, in perf's delivery order:
+How `perf kvm stat report` pairs exits and entries (tools/perf/builtin-kvm.c `handle_kvm_event`,
+`per_vcpu_record`, `handle_begin_event`, `handle_end_event`; arch/x86/util/kvm-stat.c for the x86
+events; read in a revision a little older than perf 6.1, and confirmed against this machine's perf
+6.1 by test_perf_kvm_stat_follows_the_rule_on_edge_cases), per thread, in perf's delivery order:
 
 1. A thread gets its vCPU record at its first kvm_entry (the vcpu id is read from it); every event
    of the thread before that is ignored, and that entry ends nothing.

@@ -152,12 +152,6 @@ def _cat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.empty(0, np.int64)
 
 
-def headers(data: np.ndarray, offsets: np.ndarray, big: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(type, misc, size) of every record."""
-    h = data[offsets[:, None] + np.arange(HEADER_SIZE)]
-    return _u(h, 0, 4, big), _u(h, 4, 2, big), _u(h, 6, 2, big)
-
-
 class BudgetExceeded(Exception):
     pass
 

@@ -25,7 +25,8 @@ class TracingData(TraceDatFile):
     file in error messages.
     """
 
-    def __init__(self, blob: bytes | None, path: str):  # noqa: super().__init__ maps a file: not here
+    def __init__(self, blob: bytes | None, path: str):
+        # Not super().__init__(): that maps a file; here the bytes are already in hand.
         self.path = path
         self.file_size = len(blob or b"")
         self.options: list[tuple[int, bytes]] = []
