@@ -35,7 +35,7 @@ REC_COMPRESSED2 = 83  # perf 6.15 on: a u64 data size before the zstd bytes
 HEADER_SIZE = 8
 JUMP_LEVELS = 6  # 64 records per Python step
 MAX_CHUNK_SLOTS = 1 << 19  # 4 MiB of data per chunk
-MIN_CHUNK_SLOTS = 256
+MIN_CHUNK_SLOTS = 64
 # Output buffer of the zstd stream: the decoder returns once its input is used up or this is full,
 # so it must hold all a record's data can produce (perf's records are under 64 KiB compressed).
 WRITE_SIZE = 16 << 20
@@ -101,7 +101,14 @@ def _chunk(data: np.ndarray, s: int, slots: int, big: bool) -> tuple[np.ndarray,
 
 
 def _follow(nxt: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the chain from index 0 while it stays among the n candidates (pointer jumping)."""
+    """Indices of the chain from index 0 while it stays among the n candidates (pointer jumping;
+    a chunk of a few candidates, as off-lattice records leave, is stepped through directly)."""
+    if n <= 1 << JUMP_LEVELS:
+        chain, k = [0], int(nxt[0])
+        while k != n:
+            chain.append(k)
+            k = int(nxt[k])
+        return np.array(chain, dtype=np.intp)
     jump = nxt
     for _ in range(JUMP_LEVELS):
         jump = jump[jump]
