@@ -11,6 +11,7 @@ from .trace import Trace
 # format name (schema.SOURCE_FORMATS) -> module in exitreplay.formats with `read(path, progress)`
 _READERS = {
     "trace.dat": "tracedat",
+    "perf.data": "perfdata",
     "trace-cmd-report": "report_text",
     "ftrace-text": "ftrace_text",
     "perf-script": "perf_script",
@@ -20,7 +21,7 @@ Progress = Callable[[int, int], None]  # (done, total) in bytes of input
 
 
 def read_trace(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
-    """Read a trace.dat (v6/v7), `trace-cmd report` text, ftrace text or `perf script` output.
+    """Read a trace.dat (v6/v7), perf.data, `trace-cmd report` text, ftrace text or `perf script` output.
 
     The format is recognised from the content, not the file name. Problems with the file raise
     `TraceError` naming it; recoverable losses (truncation, dropped events) are warnings kept in

@@ -26,7 +26,7 @@ EVENTS_SCHEMA = pa.schema(
 # Columns every per-event table starts with, before the event's own fields.
 TABLE_KEY_COLUMNS = ("row", "ts", "cpu", "pid")
 
-SOURCE_FORMATS = ("trace.dat", "trace-cmd-report", "ftrace-text", "perf-script")
+SOURCE_FORMATS = ("trace.dat", "perf.data", "trace-cmd-report", "ftrace-text", "perf-script")
 
 
 def empty_events() -> pa.Table:

@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v trace-cmd >/dev/null 2>&1 || need_apt+=(trace-cmd)
-command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v perf >/dev/null 2>&1 || need_apt+=(linux-perf)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

@@ -20,7 +20,7 @@ def _fmt_ns(ns: int | None) -> str:
 
 @app.command()
 def info(
-    trace: Path = typer.Argument(..., help="trace.dat (v6/v7), trace-cmd report, ftrace or perf script text"),
+    trace: Path = typer.Argument(..., help="trace.dat (v6/v7), perf.data, trace-cmd report, ftrace or perf script text"),
     as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON."),
 ) -> None:
     """Summarise a trace: format, version, compression, CPUs, clock, span, events per type, losses.

@@ -7,6 +7,8 @@ import re
 from ..errors import TraceError
 
 TRACEDAT_MAGIC = b"\x17\x08\x44tracing"
+# perf.data (file and pipe mode): the u64 "PERFILE2", as written by a little- or big-endian machine.
+PERF_MAGICS = (b"PERFILE2", b"2ELIFREP")
 HEAD_BYTES = 65536
 
 # "task-pid [cpu] ts: event:" as trace-cmd and the kernel print it; the kernel may add "(tgid)"
@@ -25,9 +27,9 @@ _FTRACE_HEADER = re.compile(rb"^#\s*(?:tracer:|entries-in-buffer/entries-written
 
 
 def sniff(path: str | os.PathLike) -> str:
-    """"trace.dat", "trace-cmd-report", "ftrace-text" or "perf-script"; TraceError otherwise.
+    """"trace.dat", "perf.data", "trace-cmd-report", "ftrace-text" or "perf-script"; TraceError otherwise.
 
-    A trace.dat is known by its magic (whatever its version: the reader judges that). Text is
+    A trace.dat or perf.data is known by its magic (whatever its version: the reader judges that). Text is
     classified from its first 64 KiB: headers (`cpus=N`, `# tracer:`) first, then by which line
     shape most lines have.
     """
@@ -43,6 +45,8 @@ def sniff(path: str | os.PathLike) -> str:
         raise TraceError(path, "empty file")
     if head.startswith(TRACEDAT_MAGIC):
         return "trace.dat"
+    if head[:8] in PERF_MAGICS:
+        return "perf.data"
     if head.startswith(TRACEDAT_MAGIC[:3]):
         raise TraceError(path, "not a trace: starts like a trace.dat but the magic is damaged")
     if b"\0" in head or _binary_share(head) > 0.1:

@@ -296,28 +296,35 @@ def _cmdlines(pid: np.ndarray, comm: pa.Array) -> bytes:
     return "".join(lines).encode()
 
 
+def payload_blocks(trace: Trace, template: Template) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Each event type's rows and (rows, payload size) block of kernel trace records, and every
+    event's payload size: what a ring buffer or a perf sample's RAW part carries."""
+    missing = sorted(set(trace.event_names) - set(template.formats))
+    if missing:
+        raise UsageError(f"template {template.name} has no format for: {', '.join(missing)}")
+    ev = trace.events
+    pid_all = ev.column("pid").to_numpy()
+    flags_all = ev.column("flags").fill_null(0).to_numpy(zero_copy_only=False)
+    pc_all = ev.column("preempt_count").fill_null(0).to_numpy(zero_copy_only=False)
+    sizes = np.zeros(ev.num_rows, dtype=np.int64)
+    blocks = []
+    for name in trace.event_names:
+        t = trace.table(name)
+        rows = t.column("row").to_numpy()
+        fmt = template.formats[name]
+        # A field named like a key column (sched_waking's pid) is that column: the field wins, as in the reader.
+        cols = {f.name: t.column(f.name) for f in fmt.own_fields if f.name in t.column_names}
+        blocks.append((rows, encode_payloads(fmt, rows.size, cols, pid_all[rows], flags_all[rows], pc_all[rows])))
+        sizes[rows] = payload_size(fmt)
+    return blocks, sizes
+
+
 def encode_trace(trace: Trace, template: Template, page_size: int = 4096) -> tuple[list[np.ndarray],
                                                                                    list[np.ndarray]]:
     """Per-CPU pages and timestamps of a Trace, payloads laid out by the template's formats."""
     ev = trace.events
     n = ev.num_rows
-    fmts = template.formats
-    missing = sorted(set(trace.event_names) - set(fmts))
-    if missing:
-        raise UsageError(f"template {template.name} has no format for: {', '.join(missing)}")
-    pid_all = ev.column("pid").to_numpy()
-    flags_all = ev.column("flags").fill_null(0).to_numpy(zero_copy_only=False)
-    pc_all = ev.column("preempt_count").fill_null(0).to_numpy(zero_copy_only=False)
-    sizes = np.zeros(n, dtype=np.int64)
-    blocks = []
-    for name in trace.event_names:
-        t = trace.table(name)
-        rows = t.column("row").to_numpy()
-        fmt = fmts[name]
-        # A field named like a key column (sched_waking's pid) is that column: the field wins, as in the reader.
-        cols = {f.name: t.column(f.name) for f in fmt.own_fields if f.name in t.column_names}
-        blocks.append((rows, encode_payloads(fmt, rows.size, cols, pid_all[rows], flags_all[rows], pc_all[rows])))
-        sizes[rows] = payload_size(fmt)
+    blocks, sizes = payload_blocks(trace, template)
     cpu = ev.column("cpu").to_numpy()
     ts = ev.column("ts").to_numpy()
     n_cpus = int(max(trace.meta.cpus or 0, (int(cpu.max()) + 1) if n else 1))
@@ -361,4 +368,4 @@ def write_trace(trace: Trace, path: str | os.PathLike, *, template: str | Templa
                    uname=trace.meta.uname)
 
 
-__all__ = ["encode_trace", "write_trace", "write_tracedat"]
+__all__ = ["encode_trace", "payload_blocks", "write_trace", "write_tracedat"]

@@ -1,0 +1,63 @@
+"""The order in which `perf script` delivers a file's records (tools/perf/util/ordered-events.c).
+
+perf queues every kernel record that has a timestamp and delivers it from the queue; a record
+without one (time 0 or ~0, e.g. the COMM/MMAP records perf record synthesizes) is delivered at
+once (`ordered_events__queue` returns -ETIME). The queue is kept sorted by timestamp, a new record
+going after every queued one with the same timestamp (`queue_event`), so ties keep file order.
+It is flushed:
+
+- at each PERF_RECORD_FINISHED_ROUND, if the queue is not empty: every queued record with
+  timestamp <= next_flush (nothing while next_flush is 0, as it is at the start), after which
+  next_flush becomes the largest timestamp queued (`__ordered_events__flush`, OE_FLUSH__ROUND);
+- at the end of the file: everything (OE_FLUSH__FINAL).
+
+(OE_FLUSH__HALF happens only when the queue outgrows `ordered-events.max-alloc`, unlimited unless
+configured.) So a record's place is (the flush that delivers it, timestamp, file order), and an
+untimed record comes right after the flushes before it. The flushes are computed one round at a
+time over sorted arrays: the Python loop runs per round, not per record.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+UNTIMED = (0, (1 << 64) - 1)
+
+
+def delivery_order(ts: np.ndarray, rounds_before: np.ndarray, n_rounds: int) -> np.ndarray:
+    """Permutation of records (given in file order) into perf's delivery order.
+
+    ts: uint64 timestamps (0 or ~0 for records without one); rounds_before: FINISHED_ROUND records
+    seen before each record in file order (non-decreasing); n_rounds: FINISHED_ROUNDs in the file.
+    """
+    n = ts.size
+    timed = (ts != UNTIMED[0]) & (ts != np.uint64(UNTIMED[1]))
+    flush = np.full(n, n_rounds + 1, dtype=np.int64)  # the final flush
+    # first record of each round (records are in file order, rounds_before non-decreasing)
+    bounds = np.searchsorted(rounds_before, np.arange(n_rounds + 2), side="left")
+    q_ts = np.empty(0, dtype=np.uint64)
+    q_idx = np.empty(0, dtype=np.int64)
+    next_flush = 0
+    for k in range(1, n_rounds + 1):
+        lo, hi = bounds[k - 1], bounds[k]
+        new = lo + np.flatnonzero(timed[lo:hi])
+        if new.size:
+            q_ts = np.concatenate([q_ts, ts[new]])
+            q_idx = np.concatenate([q_idx, new])
+            o = np.argsort(q_ts, kind="stable")  # queued first, so ties keep file order
+            q_ts, q_idx = q_ts[o], q_idx[o]
+        if not q_ts.size:
+            continue  # an empty queue: no flush, next_flush unchanged
+        top = int(q_ts[-1])
+        if next_flush:
+            cut = int(np.searchsorted(q_ts, np.uint64(next_flush), side="right"))
+            flush[q_idx[:cut]] = k
+            q_ts, q_idx = q_ts[cut:], q_idx[cut:]
+        next_flush = top
+    # Untimed records arrive between flushes: after flush rounds_before, before the next one.
+    flush[~timed] = rounds_before[~timed] + 1
+    # Within a flush, records delivered at arrival come first: with the timestamp key 0 (no timed
+    # record has 0) they sort first. Sorts are stable, so ties keep file order.
+    key_ts = np.where(timed, ts, np.uint64(0))
+    if n == 0 or flush.min() == flush.max():
+        return np.argsort(key_ts, kind="stable")
+    return np.lexsort((key_ts, flush))

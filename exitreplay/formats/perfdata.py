@@ -1,0 +1,316 @@
+"""perf.data (`perf record`, `perf kvm stat record`; file or pipe mode, zstd or not) -> `Trace`.
+
+1. perf_file.PerfFile: header, attrs, features, every record in perf's reading order.
+2. Each kernel record is matched to its attr by id (perf_samples.record_ids), then its values are
+   gathered per attr: samples' time, pid/tid, CPU and RAW payload; other records' sample_id.
+3. perf_order.delivery_order puts them in the order `perf script` delivers them.
+4. Task names follow COMM and FORK records in that order, as perf's thread table does; LOST and
+   LOST_SAMPLES become `meta.dropped` on their CPU.
+5. Tracepoint samples become the events; their RAW payloads are the kernel's trace records, so
+   the per-event tables are decoded by the trace.dat reader's own code from the tracing data's
+   event formats.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import TraceError
+from ..trace import Dropped, Trace, TraceMeta
+from . import perf_header as ph
+from . import perf_records as pr
+from .eventformat import gather_fixed
+from .perf_file import PerfFile
+from .perf_order import delivery_order
+from .perf_samples import id_pos, is_pos, record_ids, sample_values, trailer_values, uint_field
+from .perf_tracing import PERF_CLOCK, TracingData
+from .tracedat import Decoder, _assemble, emit_warnings, lost_warning, thread_pool
+
+IDLE_COMM = "swapper"  # perf's name for tid 0 (util/session.c, perf_session__register_idle_thread)
+
+
+def read(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> Trace:
+    path = os.fspath(path)
+    pf = PerfFile(path)
+    if progress:
+        progress(pf.data_bytes // 2, max(pf.data_bytes, 1))
+    rec = _record_values(pf)
+    order = _delivery(pf, rec)
+    td = TracingData(pf.tracing_blob, path)
+    dec = Decoder(td, td.buffers[0])
+    ev = _events(pf, rec, order, dec)
+    warn = pf.warnings + td.warnings + dec.warnings + rec["warnings"]
+    dropped = _dropped(pf, rec, order, ev)
+    lw = lost_warning(dropped)
+    if lw:
+        warn.append(lw)
+    with thread_pool() as pool:
+        events, tables, counts = _assemble(dec, ev["cols"], pf.data, pool)
+    warn += [w for w in dec.warnings if w not in warn]
+    emit_warnings(path, warn)
+    if progress:
+        progress(pf.data_bytes, max(pf.data_bytes, 1))
+    return Trace(events, tables, _meta(pf, td, dropped, warn, counts, ev))
+
+
+# -- 2. values of every kernel record ----------------------------------------------------------------
+
+def _attr_index(pf: PerfFile, kernel: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Attr of each kernel record (-1: unknown id), by perf's rule (evlist.c evlist__event2evsel)."""
+    attrs, warn = pf.attrs, []
+    n = kernel.size
+    if not attrs:
+        raise TraceError(pf.path, "perf.data has no event attributes (no attr section or HEADER_ATTR records)")
+    if len(attrs) == 1:
+        return np.zeros(n, np.int64), warn
+    first = attrs[0]
+    idp, isp = id_pos(first.sample_type), is_pos(first.sample_type)
+    if any(id_pos(a.sample_type) != idp or is_pos(a.sample_type) != isp or a.sample_id_all != first.sample_id_all
+           for a in attrs) or idp < 0:
+        raise TraceError(pf.path, "perf.data events do not share an id position (perf: non matching sample_type)")
+    off, size = pf.off[kernel], pf.size[kernel]
+    is_sample = pf.rtype[kernel] == pr.REC_SAMPLE
+    ids, have = record_ids(pf.data, off, size, is_sample, idp, isp if first.sample_id_all else -1, pf.endian)
+    all_ids = np.array([i for a in attrs for i in a.ids], dtype=np.uint64)
+    owner = np.array([k for k, a in enumerate(attrs) for _ in a.ids], dtype=np.int64)
+    o = np.argsort(all_ids)
+    all_ids, owner = all_ids[o], owner[o]
+    pos = np.minimum(np.searchsorted(all_ids, ids), max(all_ids.size - 1, 0))
+    found = (all_ids[pos] == ids) if all_ids.size else np.zeros(n, bool)
+    idx = np.where(found, owner[pos] if all_ids.size else 0, -1)
+    idx[~is_sample & (~have | (ids == 0))] = 0  # no sample_id, or synthesized (id 0): the first attr
+    idx[is_sample & (ids == 0)] = 0
+    bad = int((idx < 0).sum())
+    if bad:
+        warn.append(f"{bad} records carry event ids no attr declares: skipped")
+    return idx, warn
+
+
+def _record_values(pf: PerfFile) -> dict:
+    """Per kernel record (type < 64): attr, timestamp, CPU, pid, tid and RAW payload span."""
+    kernel = np.flatnonzero(pf.rtype < pr.USER_TYPE_START)
+    aidx, warn = _attr_index(pf, kernel)
+    n = kernel.size
+    out = {"kernel": kernel, "attr": aidx, "ts": np.zeros(n, np.uint64), "cpu": np.full(n, -1, np.int64),
+           "pid": np.full(n, -1, np.int64), "tid": np.full(n, -1, np.int64), "raw_off": np.zeros(n, np.int64),
+           "raw_size": np.zeros(n, np.int64), "id": np.zeros(n, np.uint64), "warnings": warn}
+    is_sample = pf.rtype[kernel] == pr.REC_SAMPLE
+    bad_raw = short = 0
+    group = np.where(aidx >= 0, aidx * 2 + is_sample, -1).astype(np.int16 if len(pf.attrs) < 1 << 14 else np.int32)
+    order = np.argsort(group, kind="stable")  # a radix sort on small ints
+    bounds = np.searchsorted(group[order], np.arange(2 * len(pf.attrs) + 1))
+    for g in np.flatnonzero(np.diff(bounds)).tolist():  # each attr's samples, then its other records
+        k, sample = divmod(g, 2)
+        attr, sel = pf.attrs[k], order[bounds[g]: bounds[g + 1]]
+        if not sample and not attr.sample_id_all:
+            continue
+        r = kernel[sel]
+        fn = sample_values if sample else trailer_values
+        vals, ok = fn(attr, pf.data, pf.off[r], pf.size[r], pf.endian)
+        short += int((~ok).sum())
+        good = sel if ok.all() else sel[ok]
+        for key, dst in (("cpu", "cpu"), ("pid", "pid"), ("tid", "tid"), ("raw_off", "raw_off"),
+                         ("raw_size", "raw_size"), ("id", "id"), ("time", "ts")):
+            if key in vals:
+                out[dst][good] = vals[key] if good is sel else vals[key][ok]
+        bad_raw += int(vals["raw_bad"].sum()) if "raw_bad" in vals else 0
+    if short:
+        warn.append(f"{short} records too short for their attr's fields: their values are unknown")
+    if bad_raw:
+        warn.append(f"{bad_raw} samples whose RAW payload does not fit the record: their fields are null")
+    return out
+
+
+# -- 3. order ---------------------------------------------------------------------------------------
+
+def _delivery(pf: PerfFile, rec: dict) -> np.ndarray:
+    """Positions (into rec's arrays) of the kernel records in perf script's delivery order."""
+    rounds = np.cumsum(pf.rtype == pr.REC_FINISHED_ROUND)
+    n_rounds = int(rounds[-1]) if rounds.size else 0
+    keep = rec["attr"] >= 0
+    pos = np.flatnonzero(keep)
+    order = delivery_order(rec["ts"][pos], rounds[rec["kernel"][pos]], n_rounds)
+    return pos[order]
+
+
+# -- 4./5. events, task names, losses ---------------------------------------------------------------
+
+def _events(pf: PerfFile, rec: dict, order: np.ndarray, dec: Decoder) -> dict:
+    """The events columns (tracepoint samples in delivery order) for tracedat._assemble."""
+    kernel = rec["kernel"]
+    tp = np.array([a.is_tracepoint for a in pf.attrs] + [False], dtype=bool)
+    is_ev = (pf.rtype[kernel[order]] == pr.REC_SAMPLE) & tp[rec["attr"][order]]
+    rows = order[is_ev]
+    n = rows.size
+    config = np.array([a.config for a in pf.attrs], dtype=np.int64)[rec["attr"][rows]] if n else np.empty(0, np.int64)
+    if (config > 0xFFFF).any():
+        raise TraceError(pf.path, "tracepoint ids above 65535 are not supported")
+    cols = {"ts": rec["ts"][rows].view(np.int64).copy(), "cpu": rec["cpu"][rows].astype(np.int32),
+            "off": rec["raw_off"][rows], "size": rec["raw_size"][rows].astype(np.int32),
+            "type_id": np.empty(n, np.uint16), "pid": np.empty(n, np.int32), "flags": np.empty(n, np.uint8),
+            "pc": np.empty(n, np.uint8)}
+    cols["flags_valid"] = dec.common_fields(pf.data, cols["off"], cols["size"], cols)
+    # perf shows the sample's tid (-1 for a task that had exited); without TID, the payload's pid
+    has_tid = np.array([bool(a.sample_type & ph.SAMPLE_TID) for a in pf.attrs], bool)[rec["attr"][rows]]
+    tid = rec["tid"][rows].astype(np.uint32).view(np.int32)
+    cols["pid"] = np.where(has_tid, tid, cols["pid"])
+    cols["type_id"] = config.astype(np.uint16)
+    cols["type_counts"] = np.bincount(cols["type_id"], minlength=1 << 16)
+    _fill_cpu(pf, rec, rows, cols)
+    position = np.full(kernel.size, -1, np.int64)
+    position[order] = np.arange(order.size)
+    rec["position"] = position
+    names, codes = _comms(pf, rec, order, position[rows], cols["pid"])
+    dec.comm_names = names
+    cols["comm"] = codes
+    other = int((pf.rtype[kernel[order]] == pr.REC_SAMPLE).sum()) - n
+    return {"cols": cols, "rows": rows, "position": position, "other_samples": other}
+
+
+def _fill_cpu(pf: PerfFile, rec: dict, rows: np.ndarray, cols: dict) -> None:
+    """Samples without PERF_SAMPLE_CPU take the CPU that ID_INDEX gives their attr's (single) id."""
+    missing = cols["cpu"] < 0
+    if not missing.any():
+        return
+    per_attr = np.array([pf.id_cpu.get(a.ids[0], 0) if len(a.ids) == 1 else 0 for a in pf.attrs], np.int32)
+    cols["cpu"][missing] = per_attr[rec["attr"][rows[missing]]]
+    rec["warnings"].append("samples without PERF_SAMPLE_CPU: CPU taken from the ID_INDEX record, else 0")
+
+
+def _comms(pf: PerfFile, rec: dict, order: np.ndarray, ev_pos: np.ndarray, ev_tid: np.ndarray
+           ) -> tuple[list[str | None], np.ndarray]:
+    """Each event's task name: the thread's name when perf delivers it (COMM sets it; FORK gives the
+    child its parent's; tid 0 is "swapper"), or null where perf prints ":tid" (name never seen)."""
+    kernel = rec["kernel"]
+    sel = order[np.isin(pf.rtype[kernel[order]], (pr.REC_COMM, pr.REC_FORK))]
+    names: dict[str, int] = {IDLE_COMM: 0}
+    cur: dict[int, int] = {0: 0}
+    ch_tid, ch_pos, ch_code = [], [], []
+    mm, e = pf.data, pf.endian
+    fields = [uint_field("a", 8, 4), uint_field("b", 12, 4), uint_field("c", 16, 4), uint_field("d", 20, 4)]
+    r = kernel[sel]
+    fx = gather_fixed(fields, mm, pf.off[r], pf.size[r], e)
+    position = rec["position"]
+    for j, (p, t) in enumerate(zip(r.tolist(), pf.rtype[r].tolist())):
+        if t == pr.REC_COMM:
+            tid = int(fx.values["b"][j])
+            end = int(pf.off[p] + pf.size[p])
+            text = bytes(mm[pf.off[p] + 16: end]).split(b"\0", 1)[0].decode("utf-8", "replace")
+            code = names.setdefault(text, len(names))
+        else:  # FORK: pid, ppid, tid, ptid
+            tid = int(fx.values["c"][j])
+            code = cur.get(int(fx.values["d"][j]), -1)
+        cur[tid] = code
+        ch_tid.append(tid)
+        ch_pos.append(int(position[sel[j]]))
+        ch_code.append(code)
+    return list(names), _lookup(np.array(ch_tid, np.int64), np.array(ch_pos, np.int64),
+                                np.array(ch_code, np.int32), ev_tid.astype(np.int64), ev_pos)
+
+
+def _lookup(ch_tid, ch_pos, ch_code, ev_tid, ev_pos) -> np.ndarray:
+    """For each event, the code of its thread's last change delivered before it (-1: none)."""
+    out = np.where(ev_tid == 0, 0, -1).astype(np.int32)
+    if not ch_tid.size:
+        return out
+    tids = np.unique(ch_tid)
+    rank = np.searchsorted(tids, ev_tid)  # the events' threads among the few that changed name
+    rank = np.minimum(rank, tids.size - 1)
+    known = tids[rank] == ev_tid
+    ck = (np.searchsorted(tids, ch_tid).astype(np.int64) << 40) | ch_pos
+    o = np.argsort(ck)
+    ck, code = ck[o], ch_code[o]
+    at = np.searchsorted(ck, (rank.astype(np.int64) << 40) | ev_pos, side="right") - 1
+    hit = known & (at >= 0)
+    hit[hit] = (ck[at[hit]] >> 40) == rank[hit]
+    out[hit] = code[at[hit]]
+    return out
+
+
+def _dropped(pf: PerfFile, rec: dict, order: np.ndarray, ev: dict) -> list[Dropped]:
+    """LOST (a ring buffer's lost records) and LOST_SAMPLES the kernel emits, on the CPU of their
+    sample_id (else the one ID_INDEX gives the event id), before the next event of that CPU in
+    delivery order.
+
+    perf record also writes, when it stops, one untimed LOST_SAMPLES per event and CPU with the
+    event's lost count (builtin-record.c record__read_lost_samples): the same losses the LOST
+    records report, per event. Those are totals, kept in meta.extra["lost_samples"]; they count as
+    losses only in a file without LOST records."""
+    kernel = rec["kernel"]
+    lost = order[np.isin(pf.rtype[kernel[order]], (pr.REC_LOST, pr.REC_LOST_SAMPLES))]
+    if not lost.size:
+        return []
+    r = kernel[lost]
+    fx = gather_fixed([uint_field("a", 8, 8), uint_field("b", 16, 8)], pf.data, pf.off[r], pf.size[r], pf.endian)
+    is_lost = pf.rtype[r] == pr.REC_LOST
+    count = np.where(is_lost, fx.values["b"], fx.values["a"]).astype(np.int64)
+    totals = ~is_lost & (rec["ts"][lost] == 0)  # untimed, as perf record writes them
+    if totals.any():
+        _lost_totals(pf, rec, lost[totals], count[totals], int(count[is_lost].sum()) if is_lost.any() else None)
+        if is_lost.any():
+            keep = ~totals
+            lost, r, count, is_lost = lost[keep], r[keep], count[keep], is_lost[keep]
+            fx.values = {k: v[keep] for k, v in fx.values.items()}
+    ids = np.where(is_lost, fx.values["a"], rec["id"][lost]).astype(np.uint64)
+    cpu = np.where(rec["ts"][lost] != 0, rec["cpu"][lost], -1)
+    for j in np.flatnonzero(cpu < 0).tolist():
+        cpu[j] = pf.id_cpu.get(int(ids[j]), int(rec["cpu"][lost[j]]))
+    row = _next_event_rows(cpu, rec["position"][lost], ev)
+    ev_ts = ev["cols"]["ts"]
+    ts = np.where(row >= 0, ev_ts[np.maximum(row, 0)] if ev_ts.size else 0, rec["ts"][lost].view(np.int64))
+    return [Dropped(int(c), int(t), int(n), None if w < 0 else int(w))
+            for c, t, n, w in zip(cpu.tolist(), ts.tolist(), count.tolist(), row.tolist())]
+
+
+def _next_event_rows(cpu: np.ndarray, pos: np.ndarray, ev: dict) -> np.ndarray:
+    """Row of the first event of each CPU delivered after each position (-1: none)."""
+    ev_cpu = ev["cols"]["cpu"]
+    ev_pos = ev["position"][ev["rows"]]  # increasing: events are in delivery order
+    row = np.full(cpu.size, -1, np.int64)
+    for c in np.unique(cpu).tolist():
+        mine, at = np.flatnonzero(cpu == c), np.flatnonzero(ev_cpu == c)
+        if at.size:
+            k = np.searchsorted(ev_pos[at], pos[mine], side="right")
+            row[mine] = np.where(k < at.size, at[np.minimum(k, at.size - 1)], -1)
+    return row
+
+
+def _lost_totals(pf: PerfFile, rec: dict, sel: np.ndarray, count: np.ndarray, lost_total: int | None) -> None:
+    names = [a.name or f"config {a.config}" for a in pf.attrs]
+    out: dict[str, int] = {}
+    for a, n in zip(rec["attr"][sel].tolist(), count.tolist()):
+        out[names[a]] = out.get(names[a], 0) + int(n)
+    pf.lost_samples = out
+    if lost_total is not None and sum(out.values()) != lost_total:
+        rec["warnings"].append(f"perf record's lost-sample totals ({sum(out.values())}) differ from its "
+                               f"LOST records ({lost_total}): the LOST records are counted")
+
+
+def _meta(pf: PerfFile, td: TracingData, dropped: list[Dropped], warn: list[str], counts: dict[str, int],
+          ev: dict) -> TraceMeta:
+    f = pf.features
+    cpu = ev["cols"]["cpu"]
+    cpus = f.nr_cpus_avail or (int(cpu.max()) + 1 if cpu.size else None)
+    first = pf.attrs[0] if pf.attrs else None
+    clock = ph.CLOCK_NAMES.get(first.clockid, str(first.clockid)) if first and first.use_clockid else PERF_CLOCK
+    uname = " ".join(x for x in ("Linux", f.hostname, f.osrelease, f.arch) if x) if f.osrelease else None
+    if ev["other_samples"]:
+        warn.append(f"{ev['other_samples']} samples of events that are not tracepoints ignored")
+    per_cpu = dict(zip(*[a.tolist() for a in np.unique(cpu, return_counts=True)])) if cpu.size else {}
+    return TraceMeta(
+        path=pf.path, source_format="perf.data", version=2,
+        compression=(f.compressed or {}).get("type") or ("zstd" if pf.compressed else "none"),
+        cpus=cpus, clock=clock, page_size=td.page_size if pf.tracing_blob else None, endian=pf.endian,
+        long_size=td.long_size if pf.tracing_blob else None, uname=uname, event_counts=counts,
+        dropped=dropped, warnings=warn,
+        extra={"pipe_mode": pf.pipe, "hostname": f.hostname, "osrelease": f.osrelease, "arch": f.arch,
+               "perf_version": f.perf_version, "cpuid": f.cpuid, "cpudesc": f.cpudesc,
+               "nr_cpus_online": f.nr_cpus_online, "total_mem_kb": f.total_mem_kb, "cmdline": f.cmdline,
+               "clock_data": f.clock_data, "sample_time": list(f.sample_time) if f.sample_time else None,
+               "compression_info": f.compressed, "events_per_cpu": per_cpu, "file_size": pf.file_size,
+               "lost_samples": pf.lost_samples,
+               "attrs": [{"name": a.name, "type": a.type, "config": a.config,
+                          "sample_type": a.sample_type_names(), "ids": len(a.ids)} for a in pf.attrs]},
+    )
