@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from synth_helpers import table_rows
 
 from exitreplay.errors import UsageError

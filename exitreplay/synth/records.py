@@ -75,10 +75,10 @@ def encode_trace(trace: Trace, template: Template, page_size: int = 4096) -> tup
 def task_names(trace: Trace) -> dict[int, str]:
     """pid -> comm of the tasks with events, as first seen (the idle task 0 and nameless ones left out)."""
     pid = trace.events.column("pid").to_numpy()
-    comm = pc.fill_null(trace.events.column("comm").combine_chunks().cast(pa.string()), "")
-    comm = comm.to_numpy(zero_copy_only=False)
     upid, first = np.unique(pid, return_index=True)
-    return {p: comm[i] for p, i in zip(upid.tolist(), first.tolist()) if p > 0 and comm[i]}
+    comm = trace.events.column("comm").take(pa.array(first)).cast(pa.string())
+    names = pc.fill_null(comm, "").to_pylist()
+    return {p: c for p, c in zip(upid.tolist(), names) if p > 0 and c}
 
 
 def cmdlines(names: dict[int, str]) -> bytes:
