@@ -45,7 +45,7 @@ def encode_records(trace: Trace, template: Template) -> list[Records]:
     n_cpus = int(max(trace.meta.cpus or 0, (int(cpu.max()) + 1) if n else 1))
     # Lay the payloads out CPU by CPU in time order, so each CPU's stream is one contiguous slice.
     # Payloads are whole 32-bit words: scatter words, not bytes.
-    order = np.argsort(cpu, kind="stable")
+    order = np.argsort(cpu.astype(np.int16) if n_cpus < 2**15 else cpu, kind="stable")  # int16: a radix sort
     bounds = np.searchsorted(cpu[order], np.arange(n_cpus + 1))
     words = sizes // 4
     pos = np.empty(n, dtype=np.int64)
