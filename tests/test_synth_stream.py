@@ -87,3 +87,14 @@ def test_pages_in_memory_mapped_files_are_written_like_arrays(trace_cmd, tmp_pat
     write_trace(tr, tmp_path / "trace.dat", compression=compression)
     assert (tmp_path / "mapped.dat").read_bytes() == (tmp_path / "trace.dat").read_bytes()
     assert assert_trace_cmd_reads(tr, tmp_path / "mapped.dat", tpl) == len(tr)
+
+
+def test_recorded_statistics_and_writer_name_are_written_as_given(tmp_path):
+    """What a recorder passes: each CPU's CPUSTAT text as the kernel printed it, and its own name."""
+    tr = generate("idle", vcpus=2, seconds=0.01, seed=2)
+    pages, _ = encode_trace(tr, load_template())
+    stats = [f"CPU: {c}\nentries: 7\noverrun: 3\n".encode() + b"\0" for c in range(len(pages))]
+    write_tracedat(tmp_path / "r.dat", pages, load_template(), cpu_stats=stats, writer="exitreplay 9 record")
+    raw = (tmp_path / "r.dat").read_bytes()
+    assert all(s in raw for s in stats) and b"exitreplay 9 record\0" in raw
+    assert len(exitreplay.read_trace(tmp_path / "r.dat")) == len(tr)

@@ -63,7 +63,7 @@ def synth(
     dt = time.perf_counter() - t0
     console.print(f"wrote {output}: {w.events:,} events ({w.event_counts.get('kvm_exit', 0):,} kvm_exit), "
                   f"{w.cpus} host CPU{'s' if w.cpus != 1 else ''}, trace.dat v{version} {compression}")
-    console.print(f"{seconds:g} s traced; elapsed time {dt:.1f} s ({w.events / max(dt, 1e-9):,.0f} events/s)")
+    console.print(f"{seconds:g} s traced; took {dt:.1f} s ({w.events / max(dt, 1e-9):,.0f} events/s)")
 
 
 @contextlib.contextmanager

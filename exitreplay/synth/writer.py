@@ -137,33 +137,37 @@ def _check(version: int, compression: str) -> None:
 def write_tracedat(path: str | os.PathLike, cpu_pages: Sequence[np.ndarray], template: Template, *,
                    version: int = 7, compression: str = "none", cmdlines: bytes = b"", clock: str = "local",
                    uname: str | None = None, page_size: int = 4096,
-                   cpu_ts: Sequence[np.ndarray] | None = None) -> None:
+                   cpu_ts: Sequence[np.ndarray] | None = None, cpu_stats: Sequence[bytes] | None = None,
+                   writer: str = WRITER_VERSION) -> None:
     """Write encoded per-CPU pages (index = CPU) with the template's sections as a trace.dat.
 
-    The pages may be memory-mapped files: they are read a bounded piece at a time. cpu_ts (each
-    CPU's event timestamps) gives the per-CPU statistics; without it they say no events.
+    The pages may be memory-mapped files: they are read a bounded piece at a time.
+    cpu_stats: each CPU's CPUSTAT text as recorded (default: made from cpu_ts, each CPU's event
+    timestamps, nothing lost; without either they say no events); writer: the VERSION option
+    (who wrote the file).
     """
     _check(version, compression)
     comp = codec(compression)
     cpus = [ArrayCpu(d, comp, page_size, cpu_ts[c] if cpu_ts is not None else None)
             for c, d in enumerate(cpu_pages)]
-    _assemble(path, cpus, template, version, comp, cmdlines, clock, uname, page_size)
+    _assemble(path, cpus, template, version, comp, cmdlines, clock, uname, page_size, cpu_stats, writer)
 
 
 def _assemble(path, cpus: list[CpuData], template: Template, version: int, comp: Codec | None, cmdlines: bytes,
-              clock: str, uname: str | None, page_size: int) -> None:
+              clock: str, uname: str | None, page_size: int, cpu_stats: Sequence[bytes] | None = None,
+              writer: str = WRITER_VERSION) -> None:
     """The file, written to PATH.part and renamed once complete."""
     uname = uname or template.info.get("uname") or "Linux exitreplay-synth x86_64"
-    # Stable for the same content, as a session id would not be.
-    trace_id = hashlib.sha256(b"".join(c.digest for c in cpus)).digest()[:8]
+    stats = list(cpu_stats) if cpu_stats is not None else [_cpustat(c, d) for c, d in enumerate(cpus)]
+    facts = _Facts(clock, uname, _trace_id(cpus), stats, writer)
     tmp = f"{os.fspath(path)}.part"
     out = _Out(tmp)
     try:
         out.write(MAGIC + f"{version}\0".encode() + bytes([0, 8]) + struct.pack("<I", page_size))
         if version == 6:
-            _write_v6(out, cpus, template, cmdlines, clock, uname, page_size, trace_id)
+            _write_v6(out, cpus, template, cmdlines, page_size, facts)
         else:
-            _write_v7(out, cpus, template, cmdlines, clock, uname, page_size, trace_id, comp)
+            _write_v7(out, cpus, template, cmdlines, page_size, facts, comp)
         out.close()
         os.replace(tmp, path)
     except BaseException:
@@ -173,14 +177,29 @@ def _assemble(path, cpus: list[CpuData], template: Template, version: int, comp:
         raise
 
 
-def _facts(clock: str, uname: str, trace_id: bytes, cpus: list[CpuData]) -> bytes:
-    opts = _opt(OPT_TRACECLOCK, _clock_option(clock)) + _opt(OPT_UNAME, uname.encode() + b"\0")
-    opts += _opt(OPT_VERSION, WRITER_VERSION.encode() + b"\0") + _opt(OPT_TRACEID, trace_id)
-    opts += b"".join(_opt(OPT_CPUSTAT, _cpustat(c, d)) for c, d in enumerate(cpus))
-    return opts
+def _trace_id(cpus: list[CpuData]) -> bytes:
+    """Stable for the same content, as a session id would not be."""
+    return hashlib.sha256(b"".join(c.digest for c in cpus)).digest()[:8]
 
 
-def _write_v6(out: _Out, cpus: list[CpuData], template, cmdlines, clock, uname, page_size, trace_id) -> None:
+@dataclasses.dataclass
+class _Facts:
+    """What the options say about the file."""
+
+    clock: str
+    uname: str
+    trace_id: bytes
+    stats: list[bytes]  # CPUSTAT text per CPU
+    writer: str  # the VERSION option
+
+    def options(self) -> bytes:
+        opts = _opt(OPT_TRACECLOCK, _clock_option(self.clock)) + _opt(OPT_UNAME, self.uname.encode() + b"\0")
+        opts += _opt(OPT_VERSION, self.writer.encode() + b"\0") + _opt(OPT_TRACEID, self.trace_id)
+        return opts + b"".join(_opt(OPT_CPUSTAT, s) for s in self.stats)
+
+
+def _write_v6(out: _Out, cpus: list[CpuData], template, cmdlines, page_size, facts: _Facts) -> None:
+    clock = facts.clock
     n_cpus = len(cpus)
     out.write(_header_info(template))
     out.write(_ftrace(template))
@@ -190,7 +209,7 @@ def _write_v6(out: _Out, cpus: list[CpuData], template, cmdlines, clock, uname, 
     out.write(struct.pack("<Q", len(cmdlines)) + cmdlines)
     out.write(struct.pack("<I", n_cpus))
     out.write(b"options  \0")
-    out.write(_facts(clock, uname, trace_id, cpus) + _opt(OPT_CPUCOUNT, struct.pack("<I", n_cpus)))
+    out.write(facts.options() + _opt(OPT_CPUCOUNT, struct.pack("<I", n_cpus)))
     out.write(struct.pack("<H", 0))
     out.write(b"flyrecord\0")
     table = out.tell()
@@ -204,8 +223,9 @@ def _write_v6(out: _Out, cpus: list[CpuData], template, cmdlines, clock, uname, 
         out.patch(table + 16 * cpu, struct.pack("<QQ", at, out.tell() - at))
 
 
-def _write_v7(out: _Out, cpus: list[CpuData], template, cmdlines, clock, uname, page_size, trace_id,
+def _write_v7(out: _Out, cpus: list[CpuData], template, cmdlines, page_size, facts: _Facts,
               comp: Codec | None) -> None:
+    clock = facts.clock
     n_cpus = len(cpus)
     if comp is not None:
         out.write(comp.name.encode() + b"\0" + comp.version.encode() + b"\0")
@@ -240,7 +260,7 @@ def _write_v7(out: _Out, cpus: list[CpuData], template, cmdlines, clock, uname, 
     }
     opts = b"".join(_opt(k, struct.pack("<Q", at[k])) for k in
                     (OPT_HEADER_INFO, OPT_FTRACE_EVENTS, OPT_EVENT_FORMATS, OPT_KALLSYMS, OPT_PRINTK))
-    opts += _facts(clock, uname, trace_id, cpus)
+    opts += facts.options()
     opts += _opt(OPT_CMDLINES, struct.pack("<Q", at[OPT_CMDLINES]))
     opts += _opt(OPT_CPUCOUNT, struct.pack("<I", n_cpus))
     options1 = out.tell()
