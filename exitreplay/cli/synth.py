@@ -50,6 +50,7 @@ def synth(
     Each vCPU is a host thread ("CPU n/KVM") looping kvm_entry -> guest -> kvm_exit -> handler
     events -> (QEMU round trip, blocking HLT, preemption) -> kvm_entry, scheduled on host CPUs.
     Profiles and their sources: docs/profiles.md. trace-cmd report reads the file.
+    Any length: made and written a time window at a time, in about 400 MB of memory.
 
     Example: exitreplay synth syscall-heavy -o syscall.dat --vcpus 4 --seconds 0.2 --isa vmx
     """
