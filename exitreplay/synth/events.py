@@ -13,8 +13,9 @@ import pyarrow as pa
 from ..formats.eventformat import arrow_type
 from ..kvm import reasons as R
 from ..trace import Trace, TraceMeta
-from .plans import VmPlanner
-from .schedule import IDLE, Scheduler, Thread
+from .noise import Noise
+from .plans import Plan, VmPlanner
+from .schedule import IDLE, Thread
 from .templates import Template
 
 PRIO = 120
@@ -40,10 +41,10 @@ FIELD_ALIASES = {
 class EventColumns:
     """Generated events gathered per event type as column arrays, then conformed to the template."""
 
-    def __init__(self, tpl: Template):
+    def __init__(self, tpl: Template, comm: dict[int, str]):
         self.tpl = tpl
         self.cols: dict[str, list[dict]] = {}
-        self.comm: dict[int, str] = {0: "<idle>"}
+        self.comm = comm  # pid -> comm of every task that may appear
 
     def name(self, event: str) -> str | None:
         if self.tpl.has(event):
@@ -157,9 +158,12 @@ def _arrow(v: np.ndarray, typ: pa.DataType, f, n: int) -> pa.Array:
     return pa.array(v.astype(dt), typ)
 
 
+KERNEL_TEXT = np.uint64(0xFFFFFFFF81000000)
+
+
 def _rips(rng: np.random.Generator, n: int) -> np.ndarray:
     """Guest kernel text addresses."""
-    return np.uint64(0xFFFFFFFF81000000) + (rng.integers(0x800, 0x800000, n) * 2).astype(np.uint64)
+    return KERNEL_TEXT + (rng.integers(0x800, 0x800000, n) * 2).astype(np.uint64)
 
 
 OWN_EVENTS = ("kvm_exit", "kvm_entry", "kvm_nested_vmexit", "kvm_nested_vmexit_inject", "kvm_nested_vmenter")
@@ -170,14 +174,8 @@ SITES = {"hlt": 1, "msr": 1, "io": 2, "mmio": 2, "cpuid": 1, "pause": 2, "apic_w
 L1_OFFSETS = {"vmload_guest": 0x0, "vmrun": 0x12, "vmsave": 0x1B, "vmload_host": 0x2E}
 
 
-def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple], bursts: list[tuple], t_end: int) -> None:
-    """Step 3 for one vCPU thread: every event of its executed iterations, timed in its segments."""
-    p = th.plan
-    a = p.a
-    svm = gen.isa == "svm"
-    rng = np.random.default_rng(th.rng.integers(0, 2**63))
-    if not segs:
-        return
+def _entries(p: Plan, segs: list[tuple], next_m: int, t1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Iterations from next_m on entered before t1 in the segments: (m, entry time, CPU), by m."""
     s_cpu = np.array([s[1] for s in segs], np.int32)
     s_t0 = np.array([s[2] for s in segs], np.int64)
     s_k0 = np.array([s[3] for s in segs], np.int64)
@@ -186,29 +184,62 @@ def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple],
     s_cpu, s_t0, s_k0, cnt = s_cpu[ok], s_t0[ok], s_k0[ok], cnt[ok]
     seg = np.repeat(np.arange(cnt.size), cnt)
     m = np.repeat(s_k0, cnt) + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
-    E = s_t0[seg] + (p.cum[m] - p.cum[s_k0[seg]])
-    cpu = s_cpu[seg]
-    o = np.argsort(m, kind="stable")
-    m, E, cpu = m[o], E[o], cpu[o]
-    p.ensure(int(m[-1]) + 1)
-    n = m.size
-    kind = a["kind"][m].astype(np.int64)
-    run, pre, us, q = a["run"][m], a["pre"][m], a["us"][m], a["q"][m]
-    sub, wr, in_l2, poll = a["sub"][m].astype(np.int64), a["wr"][m], a["in_l2"][m], a["poll"][m]
-    X = E + run
+    E = s_t0[seg] + (p.cum_of(m) - p.cum_of(s_k0[seg]))
+    keep = (m >= next_m) & (E < t1)
+    o = np.argsort(m[keep], kind="stable")
+    return m[keep][o], E[keep][o], s_cpu[seg][keep][o]
+
+
+# Random values per iteration (noise.Noise purposes).
+P_RIP, P_SITE, P_L2RIP, P_TSC, P_MSRVAL, P_IOVAL, P_GPA, P_MMIOVAL, P_INSN, P_NPF, P_CPUID, P_CPUIDREG, \
+    P_APICVAL, P_VEC = range(14)
+
+
+def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple], bursts: list[tuple], t0: int,
+                t1: int, next_m: int) -> int:
+    """Step 3 for one vCPU thread in the window [t0, t1): the events there of its iterations from
+    next_m on, timed in their segments, and of its burst starts. Returns the first iteration with
+    events at t1 or later (a later window computes it again, from the same values)."""
+    p = th.plan
+    svm = gen.isa == "svm"
+    noise = Noise(th.key)
+    m_run, E_run, cpu_run = _entries(p, segs, next_m, t1) if segs else (np.zeros(0, np.int64),) * 3
     pid, vcpu, isa = th.pid, th.vcpu, np.uint32(gen.isa_code)
+    woken = _burst_events(ev, p, bursts, pid, vcpu, svm, t0, t1)
+    if m_run.size == 0:
+        return next_m
+    lo, hi = int(m_run[0]), int(m_run[-1]) + 1
+    assert m_run.size == hi - lo, "a thread's iterations run one after the other"
+    # Two iterations before (their kinds and sites make the next entry's fields), one after (the
+    # next L2 rip): computed, not emitted.
+    c0, c1 = max(0, lo - 2), hi + 1
+    p.ensure(c1)
+    m = np.arange(c0, c1, dtype=np.int64)
+    n = m.size
+    emit = (m >= lo) & (m < hi)
+    E = np.zeros(n, np.int64)
+    cpu = np.zeros(n, np.int32)
+    E[emit], cpu[emit] = E_run, cpu_run
+    last = np.zeros(n, np.int64)  # each iteration's last event, wherever the window ends
+    a = p.view(c0, c1)
+    kind = a["kind"].astype(np.int64)
+    run, pre, us, q = a["run"], a["pre"], a["us"], a["q"]
+    sub, wr, in_l2, poll = a["sub"].astype(np.int64), a["wr"], a["in_l2"], a["poll"]
+    X = E + run
     order0 = m * 32  # ties at one ns keep the kernel's order: iteration-major, slot-minor
 
     # A reflected L2 exit is L1's to handle: L0 only records it (kvm_nested_vmexit, ..._inject).
-    here = ~(in_l2 & a["keep"][m])
+    here = ~(in_l2 & a["keep"])
 
     def put(event, ts, sel, slot, **fields):
+        sel = emit if sel is None else sel & emit
         if event not in OWN_EVENTS:
-            sel = here if sel is None else sel & here
-        idx = np.arange(n) if sel is None else np.flatnonzero(sel)
+            sel = sel & here
+        idx = np.flatnonzero(sel)
         t = np.asarray(ts, np.int64)
         t = t[idx] if t.ndim else np.full(idx.size, int(t))
-        keep = t < t_end
+        last[idx] = np.maximum(last[idx], t)  # idx has no repeats: one event per iteration and call
+        keep = (t >= t0) & (t < t1)
         idx, t = idx[keep], t[keep]
         f = {k: (np.asarray(v)[idx] if np.ndim(v) and np.asarray(v).shape[0] == n else v) for k, v in fields.items()}
         ev.add(event, t, cpu[idx], pid, order0[idx] + slot, **f)
@@ -220,13 +251,13 @@ def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple],
         return [(i, k.spec) for i, k in enumerate(gen.kinds) if k.name == name and i != gen.forced]
 
     # Exit sites: rip of the exit; the guest resumes at rip + instruction length (0: not skipped).
-    rip = _rips(rng, n)
+    rip = KERNEL_TEXT + (noise.integers(P_RIP, m, 0x800, 0x800000) * 2).astype(np.uint64)
     for i, k in enumerate(gen.kinds):
         if k.name in SITES:
             sel = kind == i
             sites = _rips(np.random.default_rng([th.vm, i, 11]), SITES[k.name])
-            rip[sel] = sites[rng.integers(0, sites.size, int(sel.sum()))]
-    l2_rip = (0x401000 + rng.integers(0, 0x8000, n) * 4).astype(np.uint64)
+            rip[sel] = noise.choice(P_SITE, m[sel], sites)
+    l2_rip = (0x401000 + noise.integers(P_L2RIP, m, 0, 0x8000) * 4).astype(np.uint64)
     rip = np.where(in_l2, l2_rip, rip)
     l1_base = _rips(np.random.default_rng([th.vm, 99]), 1)[0]
     if gen.prof.nested is not None:
@@ -263,8 +294,8 @@ def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple],
             const[s_] = np.array([x.value for x in spec.msrs], np.uint64)[sub[s_]]
         tsc = ((X - 1_000_000_000) * 29 // 10 + 0x4DC0000000).astype(np.uint64)  # a 2.9 GHz TSC
         data = np.select([how == "tsc_deadline", how == "random"],
-                         [tsc + rng.integers(100_000, 3_000_000, n).astype(np.uint64),
-                          rng.integers(0, 2**40, n).astype(np.uint64)], const)
+                         [tsc + noise.integers(P_TSC, m, 100_000, 3_000_000).astype(np.uint64),
+                          noise.integers(P_MSRVAL, m, 0, 2**40).astype(np.uint64)], const)
         wrv = wr.astype(np.uint32)
         x2 = sel & (ecx >= MSR_X2APIC.start) & (ecx < MSR_X2APIC.stop)
         put("kvm_apic", at(0.4), x2, 2, rw=wrv, reg=(ecx - 0x800) << 4, val=data)
@@ -283,7 +314,7 @@ def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple],
             s_ = kind == i
             port[s_] = np.array([x.port for x in spec.ports], np.uint32)[sub[s_]]
             size[s_] = np.array([x.size for x in spec.ports], np.uint32)[sub[s_]]
-        val = rng.integers(0, 256, n).astype(np.uint32)
+        val = noise.integers(P_IOVAL, m, 0, 256).astype(np.uint32)
         io = {"rw": wr.astype(np.uint32), "port": port, "size": size, "count": np.uint32(1), "val": val}
         put("kvm_pio", at(0.3), sel & wr, 2, **io)
         put("kvm_pio", np.where(us, back + np.maximum(1, (h_kernel - h1) // 3), at(0.5)), sel & ~wr, 9, **io)
@@ -304,8 +335,8 @@ def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple],
         base = np.zeros(n, np.uint64)
         for i, spec in specs("mmio"):
             base[kind == i] = spec.gpa
-        gpa = np.where(door, base + np.uint64(0x3000), base + rng.integers(0, 0x40, n).astype(np.uint64) * 4)
-        val = np.where(door, 0, rng.integers(0, 2**32, n)).astype(np.uint64)
+        gpa = np.where(door, base + np.uint64(0x3000), base + noise.integers(P_GPA, m, 0, 0x40).astype(np.uint64) * 4)
+        val = np.where(door, 0, noise.integers(P_MMIOVAL, m, 0, 2**32)).astype(np.uint64)
         if svm:
             ec = (np.uint64(1 << 32) | np.uint64(0x9) | np.where(wr, 0x2, 0).astype(np.uint64))  # GPA | P | RSVD | W
             info1 = np.where(sel, ec, info1)
@@ -318,7 +349,7 @@ def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple],
             emul = sel & ~door
         insn = np.zeros((n, 15), np.uint8)
         insn[:, 0], insn[:, 1] = 0x89, 0x02  # mov %eax,(%rdx): the 2 bytes emulated
-        insn[:, 2:] = rng.integers(0, 256, (n, 13)).astype(np.uint8)  # whatever follows in the guest
+        insn[:, 2:] = noise.integers(P_INSN, m[:, None] * 16 + np.arange(13), 0, 256)  # what follows in the guest
         put("kvm_emulate_insn", at(0.35), emul, 2, rip=rip, csbase=np.uint32(0), len=np.uint8(2), insn=insn,
             flags=np.uint8(9), failed=np.uint8(0))  # flags 9: prot64 (CR0.PE | CS.L)
         put("kvm_mmio", at(0.55), emul, 3, type=np.where(wr, 2, 0).astype(np.uint32), len=np.uint32(4), gpa=gpa,
@@ -330,7 +361,7 @@ def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple],
     # Nested page faults on guest memory.
     sel = is_("npf")
     if sel.any():
-        gpa = (0x100000000 + rng.integers(0, 1 << 20, n) * 0x1000).astype(np.uint64)
+        gpa = (0x100000000 + noise.integers(P_NPF, m, 0, 1 << 20) * 0x1000).astype(np.uint64)
         ec = np.uint64(1 << 32) | np.where(wr, 0x6, 0x4).astype(np.uint64)  # GPA final, user, write
         if svm:
             info1, info2 = np.where(sel, ec, info1), np.where(sel, gpa, info2)
@@ -340,8 +371,8 @@ def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple],
 
     sel = is_("cpuid")
     if sel.any():
-        fn = rng.choice(np.array([0x0, 0x1, 0x7, 0xB, 0xD, 0x80000001], np.uint32), n)
-        r4 = rng.integers(0, 2**32, (4, n)).astype(np.uint64)
+        fn = noise.choice(P_CPUID, m, np.array([0x0, 0x1, 0x7, 0xB, 0xD, 0x80000001], np.uint32))
+        r4 = noise.integers(P_CPUIDREG, m[None, :] * 4 + np.arange(4)[:, None], 0, 2**32).astype(np.uint64)
         put("kvm_cpuid", at(0.5), sel, 2, function=fn, index=np.uint32(0), rax=r4[0], rbx=r4[1], rcx=r4[2],
             rdx=r4[3], found=True, used_max_basic=False)
 
@@ -352,11 +383,11 @@ def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple],
             reg[kind == i] = spec.reg
         info1 = np.where(sel, reg.astype(np.uint64), info1)
         put("kvm_apic", at(0.5), sel, 2, rw=np.uint32(1), reg=reg,
-            val=rng.integers(1000, 500000, n).astype(np.uint64))
+            val=noise.integers(P_APICVAL, m, 1000, 500000).astype(np.uint64))
 
     sel = is_("intr")
     if sel.any() and not svm:  # VM-exit interruption information: valid | external | vector
-        vec = rng.choice(np.array([0xEC, 0xF2, 0xFB, 0x22], np.uint64), n)
+        vec = noise.choice(P_VEC, m, np.array([0xEC, 0xF2, 0xFB, 0x22], np.uint64))
         intr_info = np.where(sel, np.uint64(0x80000000) | vec, intr_info)
 
     injected = np.zeros(n, bool)
@@ -373,19 +404,19 @@ def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple],
         put("kvm_fpu", back, us, 7, load=np.uint32(1))
 
     # A halt that polling caught: the interrupt arrived while KVM polled.
-    if poll.any():
-        t_w = X + pre - np.maximum(4, pre // 20)
+    if poll.any():  # (after the exit, even for the shortest halts: a later window may still shorten the run)
+        t_w = np.maximum(X + 1, X + pre - np.maximum(4, pre // 20))
         put("kvm_vcpu_wakeup", t_w, poll, 10, ns=np.maximum(pre - 4, 0).astype(np.uint64), waited=False, valid=True)
         _deliver(put, svm, t_w, poll, vcpu)
         injected |= poll & svm
 
     # Nested: every exit in guest mode (kvm_nested_vmexit), reflection to L1 (..._inject), VMRUN.
-    entry_rip = np.concatenate([[np.uint64(0xFFFFFFFF81000000)], (rip + ilen)[:-1]]) if n else rip
+    entry_rip = np.concatenate([[KERNEL_TEXT], (rip + ilen)[:-1]])
     if gen.prof.nested is not None:
         put("kvm_nested_vmexit", at(0.2), in_l2, 1, exit_reason=reason.astype(np.uint32), guest_rip=rip, isa=isa,
             info1=info1, info2=info2, intr_info=intr_info.astype(np.uint32), error_code=np.uint32(0),
             vcpu_id=np.uint32(vcpu), requests=np.uint64(0))
-        reflected = in_l2 & a["keep"][m]
+        reflected = in_l2 & a["keep"]
         put("kvm_nested_vmexit_inject", at(0.6), reflected, 2, exit_code=reason.astype(np.uint32),
             exit_info1=info1, exit_info2=info2, exit_int_info=np.uint32(0), exit_int_info_err=np.uint32(0), isa=isa)
         vmrun = is_("l1_vmrun")
@@ -406,28 +437,40 @@ def vcpu_events(ev: EventColumns, gen: VmPlanner, th: Thread, segs: list[tuple],
     inj_prev = np.concatenate([[False], injected[:-1]])
     entry_ii = np.where(inj_prev, np.uint32(0x80000000 | 0xEC), np.uint32(0)).astype(np.uint32)
 
-    # Bursts that start after a wake-up: kvm_vcpu_wakeup, the interrupt delivered, then the entry.
-    if bursts:
-        b_cpu = np.array([b[1] for b in bursts], np.int32)
-        b_t = np.array([b[2] for b in bursts], np.int64)
-        b_k = np.array([b[3] for b in bursts], np.int64)
-        b_kind = np.array([b[4] for b in bursts])
-        b_wait = np.array([b[5] for b in bursts], np.int64)
-        res = a["res"][b_k]
-        border = b_k * 32 - 16
-        wk = (b_t < t_end) & (b_kind == "wake")
-        fr = (b_t < t_end) & (b_kind == "fresh")
-        t1 = b_t + np.maximum(1, res // 4)
-        ev.add("kvm_vcpu_wakeup", t1[wk], b_cpu[wk], pid, border[wk] + 1, ns=b_wait[wk].astype(np.uint64),
-               waited=True, valid=True)
-        _deliver(lambda e, t, s, slot, **f: ev.add(e, t[s], b_cpu[s], pid, border[s] + slot, **f),
-                 svm, b_t + np.maximum(2, res // 2), wk, vcpu)
-        ev.add("kvm_fpu", (b_t + np.maximum(1, res // 2))[fr], b_cpu[fr], pid, border[fr] + 1, load=np.uint32(1))
-        if svm:
-            entry_ii = np.where(np.isin(m, b_k[wk]), np.uint32(0x80000000 | 0xEC), entry_ii).astype(np.uint32)
+    if svm:  # a vCPU woken from a blocking HLT gets the waking interrupt injected on entry
+        entry_ii = np.where(np.isin(m, woken), np.uint32(0x80000000 | 0xEC), entry_ii).astype(np.uint32)
     put("kvm_entry", E, None, -1, vcpu_id=np.uint32(vcpu), rip=entry_rip, immediate_exit=False, intr_info=entry_ii,
         error_code=np.uint32(0))
-    ev.comm[pid] = th.comm
+    late = np.flatnonzero(emit & (last >= t1))
+    return int(m[late[0]]) if late.size else hi
+
+
+def _burst_events(ev: EventColumns, p: Plan, bursts: list[tuple], pid: int, vcpu: int, svm: bool, t0: int,
+                  t1: int) -> np.ndarray:
+    """Bursts that start after a wake-up: kvm_vcpu_wakeup, the interrupt delivered, then the entry
+    (vcpu_events); a thread's first burst loads the guest FPU. Returns the woken bursts' iterations."""
+    if not bursts:
+        return np.zeros(0, np.int64)
+    b_cpu = np.array([b[1] for b in bursts], np.int32)
+    b_t = np.array([b[2] for b in bursts], np.int64)
+    b_k = np.array([b[3] for b in bursts], np.int64)
+    b_kind = np.array([b[4] for b in bursts])
+    b_wait = np.array([b[5] for b in bursts], np.int64)
+    res = p.take("res", b_k)
+    border = b_k * 32 - 16
+    wk = b_kind == "wake"
+    fr = b_kind == "fresh"
+
+    def add(event, ts, sel, slot, **fields):
+        sel = sel & (ts >= t0) & (ts < t1)
+        ev.add(event, ts[sel], b_cpu[sel], pid, border[sel] + slot,
+               **{k: v[sel] if isinstance(v, np.ndarray) and v.shape == sel.shape else v for k, v in fields.items()})
+
+    add("kvm_vcpu_wakeup", b_t + np.maximum(1, res // 4), wk, 1, ns=b_wait.astype(np.uint64), waited=True,
+        valid=True)
+    _deliver(add, svm, b_t + np.maximum(2, res // 2), wk, vcpu)
+    add("kvm_fpu", b_t + np.maximum(1, res // 2), fr, 1, load=np.uint32(1))
+    return b_k[wk]
 
 
 def _deliver(put, svm: bool, t: np.ndarray, sel: np.ndarray, vcpu: int, vec: int = 0xEC) -> None:
@@ -442,42 +485,51 @@ def _deliver(put, svm: bool, t: np.ndarray, sel: np.ndarray, vcpu: int, vec: int
             vec=np.uint8(vec))
 
 
-def sched_events(ev: EventColumns, sim: Scheduler, t_end: int) -> None:
-    """sched_switch from the recorded switches; sched_waking/sched_wakeup from the wake-ups."""
-    th = sim.threads
+def sched_events(ev: EventColumns, threads: list[Thread], switches: list[tuple], wakes: list[tuple], t0: int,
+                 t1: int, t_end: int) -> None:
+    """sched_switch from the recorded switches; sched_waking/sched_wakeup (1 ns later) from the
+    wake-ups; those in the window [t0, t1). A wake-up whose sched_wakeup would fall past the end
+    of the trace is left out whole."""
 
-    def who(tid: int, cpu: int) -> tuple[int, str, int]:
+    def who(tid: int, cpu: int) -> tuple[int, str]:
         if tid == IDLE:
-            return 0, f"swapper/{cpu}", PRIO
-        t = th[tid]
-        return t.pid, t.comm, PRIO
+            return 0, f"swapper/{cpu}"
+        return threads[tid].pid, threads[tid].comm
 
-    for t in th:
-        ev.comm[t.pid] = t.comm
-    sw = [s for s in sim.switches if s[0] < t_end]
+    sw = [s for s in switches if t0 <= s[0] < t1]
     if sw:
         ts = np.array([s[0] for s in sw], np.int64)
         cpu = np.array([s[1] for s in sw], np.int32)
         prev = [who(s[2], s[1]) for s in sw]
         nxt = [who(s[4], s[1]) for s in sw]
         pid = np.array([x[0] for x in prev], np.int32)
-        order = np.arange(len(sw), dtype=np.int64) + (1 << 40)
+        order = np.array([s[5] for s in sw], np.int64) + (1 << 40)
         ev.add("sched_switch", ts, cpu, pid, order, prev_comm=np.array([x[1] for x in prev], object),
                prev_pid=pid, prev_prio=np.int32(PRIO), prev_state=np.array([s[3] for s in sw], np.int64),
                next_comm=np.array([x[1] for x in nxt], object), next_pid=np.array([x[0] for x in nxt], np.int32),
                next_prio=np.int32(PRIO))
-    wk = [w for w in sim.wakes if w[0] + 1 < t_end]
+    wk = [w for w in wakes if w[0] + 1 < t_end and (t0 <= w[0] < t1 or t0 <= w[0] + 1 < t1)]
     if wk:
         ts = np.array([w[0] for w in wk], np.int64)
         cpu = np.array([w[1] for w in wk], np.int32)
         ctx = np.array([who(w[2], w[1])[0] for w in wk], np.int32)
-        tgt = [th[w[3]] for w in wk]
+        tgt = [threads[w[3]] for w in wk]
+        order = np.array([w[5] for w in wk], np.int64) * 2 + (1 << 41)
         common = {"comm": np.array([t.comm for t in tgt], object), "pid": np.array([t.pid for t in tgt], np.int32),
                   "prio": np.int32(PRIO), "success": np.int32(1),
                   "target_cpu": np.array([w[4] for w in wk], np.int32)}
-        order = np.arange(len(wk), dtype=np.int64) * 2 + (1 << 41)
-        ev.add("sched_waking", ts, cpu, ctx, order, **common)
-        ev.add("sched_wakeup", ts + 1, cpu, ctx, order + 1, **common)
+        for name, dt in (("sched_waking", 0), ("sched_wakeup", 1)):
+            sel = (ts + dt >= t0) & (ts + dt < t1)
+            ev.add(name, ts[sel] + dt, cpu[sel], ctx[sel], order[sel] + dt,
+                   **{k: v[sel] if isinstance(v, np.ndarray) and v.ndim else v for k, v in common.items()})
 
 
-__all__ = ["EventColumns", "sched_events", "vcpu_events"]
+def empty_trace(meta: TraceMeta) -> Trace:
+    """A Trace without events (a run too short for any)."""
+    events = pa.table({"ts": pa.array([], pa.int64()), "cpu": pa.array([], pa.int32()),
+                       "pid": pa.array([], pa.int32()), "comm": pa.array([], pa.string()),
+                       "event": pa.array([], pa.string())})
+    return Trace(events, {}, meta)
+
+
+__all__ = ["EventColumns", "empty_trace", "sched_events", "vcpu_events"]

@@ -8,7 +8,8 @@ low 27 bits in the header, the rest in the next word) just before the event.
 
 Paging: every record's size is known up front, so pages are cut greedily with a cumulative sum
 (one searchsorted per page, not one step per event). A page starts with its first event's
-timestamp, so that event's delta is 0; the commit word holds the bytes used.
+timestamp, so that event's delta is 0; the commit word holds the bytes used. A stream written a
+window at a time (`cut_pages`) carries its last, unfinished page over to the next window.
 """
 from __future__ import annotations
 
@@ -27,20 +28,29 @@ def encode_pages(ts: np.ndarray, payload: np.ndarray, sizes: np.ndarray, page_si
     ts: int64 non-decreasing; payload: the payloads concatenated (each a multiple of 4 bytes);
     sizes: bytes per payload; header_size: the page header (u64 timestamp + commit long).
     """
+    return cut_pages(ts, payload, sizes, page_size, header_size)[0]
+
+
+def cut_pages(ts: np.ndarray, payload: np.ndarray, sizes: np.ndarray, page_size: int = 4096,
+              header_size: int = 16, *, prev_ts: int | None = None, final: bool = True) -> tuple[np.ndarray, int]:
+    """encode_pages for a stream that goes on: (pages, events in them).
+
+    prev_ts: the timestamp of the event before ts[0] (in pages already cut). Unless `final`, the
+    last page is left out, since more events may still fit it: its events (from the count
+    returned on) start the next call, which then cuts the same pages the whole stream would.
+    """
     n = int(ts.size)
     if n == 0:
-        return np.empty(0, dtype=np.uint8)
+        return np.empty(0, dtype=np.uint8), 0
     ts = np.asarray(ts, dtype=np.int64)
     sizes = np.asarray(sizes, dtype=np.int64)
     if np.any(sizes % 4) or np.any(sizes <= 0):
         raise ValueError("payload sizes must be positive multiples of 4 bytes")
-    delta = np.diff(ts, prepend=ts[0])
+    delta = np.diff(ts, prepend=ts[0] if prev_ts is None else prev_ts)
     if np.any(delta < 0):
         raise ValueError("the events of a CPU must be in timestamp order")
-    small = sizes <= MAX_SMALL
-    rec = np.where(small, 4, 8) + sizes
     ext = delta > TS_MASK
-    need = rec + np.where(ext, 8, 0)
+    need = np.where(sizes <= MAX_SMALL, 4, 8) + sizes + np.where(ext, 8, 0)
     cap = page_size - header_size
     if int(need.max()) > cap:
         raise ValueError(f"an event of {int(need.max())} bytes does not fit a {page_size}-byte page")
@@ -52,7 +62,20 @@ def encode_pages(ts: np.ndarray, payload: np.ndarray, sizes: np.ndarray, page_si
     while i < n:
         starts.append(i)
         i = int(np.searchsorted(cum, cum[i] + cap, side="right")) - 1
+    if not final:
+        n = starts.pop()
+        if n == 0:
+            return np.empty(0, dtype=np.uint8), 0
     first = np.asarray(starts, dtype=np.int64)
+    return _lay_out(ts[:n], payload, sizes[:n], delta[:n], ext[:n], first, page_size, header_size), n
+
+
+def _lay_out(ts: np.ndarray, payload: np.ndarray, sizes: np.ndarray, delta: np.ndarray, ext: np.ndarray,
+             first: np.ndarray, page_size: int, header_size: int) -> np.ndarray:
+    """The pages, given where each starts (first: index of its first event)."""
+    n = ts.size
+    small = sizes <= MAX_SMALL
+    rec = np.where(small, 4, 8) + sizes
     npages = first.size
     counts = np.diff(np.append(first, n))
     page_of = np.repeat(np.arange(npages), counts)

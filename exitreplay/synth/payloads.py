@@ -55,21 +55,17 @@ def _fixed_strings(v, n: int, width: int) -> np.ndarray:
         return np.broadcast_to(row, (n, width))
     if isinstance(v, pa.ChunkedArray):
         v = v.combine_chunks()
-    if isinstance(v, pa.Array):
-        if pa.types.is_dictionary(v.type):
-            # Encode each distinct string once, then gather: strings repeat (comm names).
-            dic = _fixed_strings(v.dictionary, len(v.dictionary), width)
-            idx = v.indices.fill_null(0).to_numpy(zero_copy_only=False)
-            return dic[idx] if len(v.dictionary) else np.zeros((n, width), np.uint8)
-        v = pc.fill_null(v.cast(pa.string()), "")
-        arr = np.asarray(v.to_numpy(zero_copy_only=False), dtype=object)
-    else:
-        arr = np.asarray(v, dtype=object)
-    uniq, inv = np.unique(arr.astype(str), return_inverse=True)
-    enc = np.array([s.encode() for s in uniq.tolist()], dtype=f"S{width}") if uniq.size else \
-        np.zeros(0, f"S{width}")
-    block = enc.view(np.uint8).reshape(uniq.size, width)
-    return block[inv.reshape(-1)]
+    if not isinstance(v, pa.Array):
+        v = pa.array(np.asarray(v, dtype=object).astype(str).tolist(), pa.string())
+    if not pa.types.is_dictionary(v.type):
+        v = pc.dictionary_encode(pc.fill_null(v.cast(pa.string()), ""))
+    # Each distinct string encoded once, then gathered: strings repeat (comm names).
+    names = v.dictionary.cast(pa.string()).to_pylist()
+    if not names:
+        return np.zeros((n, width), np.uint8)
+    enc = np.array([(s or "").encode() for s in names], dtype=f"S{width}")
+    block = enc.view(np.uint8).reshape(len(names), width)
+    return block[v.indices.fill_null(0).to_numpy(zero_copy_only=False)]
 
 
 def _int_arrays(v, n: int, f: Field) -> np.ndarray:

@@ -37,8 +37,9 @@ from ..formats import perf_records as pr
 from ..formats.tracedat_file import MAGIC as TRACING_MAGIC
 from ..kvm import reasons
 from ..trace import Trace
+from .records import payload_blocks
 from .templates import DEFAULT_TEMPLATE, Template, load_template
-from .writer import _events, _ftrace, _header_info, payload_blocks
+from .writer import _events, _ftrace, _header_info
 
 SAMPLE_TYPE = (ph.SAMPLE_IDENTIFIER | ph.SAMPLE_IP | ph.SAMPLE_TID | ph.SAMPLE_TIME | ph.SAMPLE_CPU
                | ph.SAMPLE_PERIOD | ph.SAMPLE_RAW)

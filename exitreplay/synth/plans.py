@@ -19,6 +19,7 @@ from .profiles import CLASS_REASONS, Dist, ExitClass, Profile
 ISAS = {"svm": R.ISA_SVM, "vmx": R.ISA_VMX}
 # Interrupt exits forced by the scheduler (a tick, a wake-up IPI), handled in the kernel.
 FORCED_INTR = ExitClass("intr", 0.0, Dist(median=900, sigma=0.4, low=200))
+CHUNK = 4096  # loop iterations drawn at a time (before nesting turns some into several)
 
 
 @dataclasses.dataclass
@@ -47,7 +48,12 @@ class Pool:
 
 
 class Plan:
-    """A vCPU thread's iterations as arrays; grown in chunks when the scheduler needs more."""
+    """A vCPU thread's iterations as arrays, grown a chunk at a time when the scheduler needs more.
+
+    Iterations are numbered from 0 for the whole trace; the arrays hold [base, n) only: `trim`
+    drops the ones nobody needs any more, so a long trace keeps a window of them, not all. Chunks
+    have a fixed size, so the arrays (and the trace) do not depend on when they were drawn.
+    """
 
     FIELDS = ("kind", "run", "pre", "blk", "bdur", "res", "us", "q", "poll", "in_l2", "keep", "forced_h",
               "sub", "wr")
@@ -55,17 +61,19 @@ class Plan:
     def __init__(self, gen: VmPlanner, rng: np.random.Generator):
         self.gen = gen
         self.rng = rng
+        self.base = 0
         self.n = 0
         self.a: dict[str, np.ndarray] = {}
-        self.cum = np.zeros(1, np.int64)  # cum[m]: entry of iteration m relative to iteration 0
-        self.block_idx = np.zeros(0, np.int64)
+        self.cum = np.zeros(1, np.int64)  # cum[m - base]: entry of iteration m relative to iteration 0
+        self.block_idx = np.zeros(0, np.int64)  # iterations (>= base) whose HLT blocks
 
     def ensure(self, k: int) -> None:
+        """Iterations up to k exist."""
         while self.n <= k:
             self._grow()
 
     def _grow(self) -> None:
-        chunk = self.gen.make_chunk(self.rng, max(256, self.n))
+        chunk = self.gen.make_chunk(self.rng, CHUNK)
         for f in self.FIELDS:
             self.a[f] = chunk[f] if f not in self.a else np.concatenate([self.a[f], chunk[f]])
         dur = chunk["run"] + chunk["pre"]
@@ -73,6 +81,44 @@ class Plan:
         self.block_idx = np.concatenate([self.block_idx, np.flatnonzero(chunk["blk"]) + self.n])
         self.n += chunk["kind"].size
 
+    def get(self, field: str, m: int):
+        return self.a[field][m - self.base]
+
+    def set(self, m: int, **values) -> None:
+        for f, v in values.items():
+            self.a[f][m - self.base] = v
+
+    def take(self, field: str, m: np.ndarray) -> np.ndarray:
+        return self.a[field][m - self.base]
+
+    def cum_at(self, m: int) -> int:
+        return int(self.cum[m - self.base])
+
+    def cum_of(self, m: np.ndarray) -> np.ndarray:
+        return self.cum[m - self.base]
+
+    def find_cum(self, x: int) -> int:
+        """The last iteration entered at or before relative time x."""
+        return int(np.searchsorted(self.cum, x, side="right")) - 1 + self.base
+
+    def next_block(self, lo: int, hi: int) -> int | None:
+        """The first blocking iteration in [lo, hi), if any."""
+        i = int(np.searchsorted(self.block_idx, lo))
+        return int(self.block_idx[i]) if i < self.block_idx.size and self.block_idx[i] < hi else None
+
+    def view(self, lo: int, hi: int) -> dict[str, np.ndarray]:
+        """The fields of iterations [lo, hi), as views."""
+        return {f: v[lo - self.base: hi - self.base] for f, v in self.a.items()}
+
+    def trim(self, keep_from: int) -> None:
+        """Forget iterations before keep_from (copies, so that the memory is freed)."""
+        cut = keep_from - self.base
+        if cut < CHUNK:  # not worth a copy yet
+            return
+        self.a = {f: v[cut:].copy() for f, v in self.a.items()}
+        self.cum = self.cum[cut:].copy()
+        self.block_idx = self.block_idx[self.block_idx >= keep_from].copy()
+        self.base = keep_from
 
 
 class VmPlanner:

@@ -5,6 +5,10 @@ forces an exit, then the vCPU is switched out still runnable) or the slice expir
 wait. A woken thread runs where it last ran if that CPU is idle, else on another idle CPU
 (migration), else waits in the run queue. Host threads wake, run and sleep on their CPU. The result:
 on-CPU segments per thread (which iterations ran from when), burst starts, sched_switch and wake-ups.
+
+The scheduler runs window by window (`run_until`): everything it records with a time before the
+window's end is then final. A burst that no HLT ends soon is cut into segments of at most LOOK
+iterations ("cont"), so no step looks further ahead than that, whatever the length of the trace.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from .profiles import Dist
 IDLE = -1  # "thread id" of a CPU's idle task (pid 0, swapper/N)
 TASK_INTERRUPTIBLE = 1  # sched_switch prev_state "S" (blocked in kvm_vcpu_block)
 TASK_PREEMPTED = 0x100  # TASK_REPORT_MAX: "R+", still runnable (preempted), 4.19 and 6.x alike
+LOOK = 2048  # iterations a burst's end is looked for ahead; past that the burst continues in a new segment
 
 
 @dataclasses.dataclass
@@ -44,8 +49,19 @@ class Thread:
     seg_t0: int = 0  # entry time of iteration seg_k0 (the current segment)
     seg_k0: int = 0
     end_j: int = 0  # last iteration of the current burst
-    end_kind: str = "open"  # block, preempt, open (runs past the end of the trace)
+    end_kind: str = "open"  # block, preempt, cont (goes on in a new segment), open (past the trace's end)
     burst_start: int = 0
+    key: int = 0  # the thread's events' random values (noise.Noise)
+
+    def segment(self) -> tuple | None:
+        """The on-CPU segment of a running vCPU so far (not yet in Scheduler.segments)."""
+        if self.state != "running" or self.plan is None:
+            return None
+        return (self.tid, self.cpu, self.seg_t0, self.seg_k0, self.end_j + 1)
+
+    def first_needed(self) -> int:
+        """The first iteration the scheduler may still look at."""
+        return self.seg_k0 if self.state == "running" else self.k
 
 
 @dataclasses.dataclass
@@ -72,8 +88,9 @@ class Scheduler:
         self.seq = 0
         self.segments: list[tuple] = []  # (tid, cpu, t0, k0, k1): iterations k0..k1-1 entered from t0 on
         self.bursts: list[tuple] = []  # vCPU burst starts: (tid, cpu, t_switch, k, resume, waited_ns)
-        self.switches: list[tuple] = []  # (ts, cpu, prev_tid, prev_state, next_tid)
-        self.wakes: list[tuple] = []  # (ts, cpu, ctx_tid, target_tid, target_cpu)
+        self.switches: list[tuple] = []  # (ts, cpu, prev_tid, prev_state, next_tid, seq)
+        self.wakes: list[tuple] = []  # (ts, cpu, ctx_tid, target_tid, target_cpu, seq)
+        self.n_switches = self.n_wakes = 0  # seq: the order of recording, which breaks ties at one ns
 
     def push(self, t: int, kind: int, data) -> None:
         self.seq += 1
@@ -83,11 +100,11 @@ class Scheduler:
         self.threads.append(th)
         self.push(first_wake, _WAKE, th.tid)
 
-    def run(self) -> None:
-        while self.heap:
-            t, kind, _, data = heapq.heappop(self.heap)
-            if t >= self.t_end:
-                break
+    def run_until(self, t_stop: int) -> None:
+        """Every scheduling step before t_stop (at most the trace's end)."""
+        heap = self.heap
+        while heap and heap[0][0] < t_stop:
+            t, kind, _, data = heapq.heappop(heap)
             if kind == _WAKE:
                 self._wake(data, t)
                 continue
@@ -99,33 +116,35 @@ class Scheduler:
                 self._burst_end(cpu, t)
             elif c.runq:  # slice expired with others waiting: the tick preempts
                 self._interrupt(cpu, t, preempt=True)
-        for th in self.threads:  # what still runs at the end of the trace
-            if th.state == "running" and th.plan is not None:
-                self.segments.append((th.tid, th.cpu, th.seg_t0, th.seg_k0, th.end_j + 1))
+
+    def _switch(self, t: int, cpu: int, prev: int, prev_state: int, nxt: int) -> None:
+        self.switches.append((t, cpu, prev, prev_state, nxt, self.n_switches))
+        self.n_switches += 1
 
     # -- a running vCPU's timeline ---------------------------------------------------------------
     def _entry_time(self, th: Thread, m: int) -> int:
         p = th.plan
-        return th.seg_t0 + int(p.cum[m] - p.cum[th.seg_k0])
+        return th.seg_t0 + p.cum_at(m) - p.cum_at(th.seg_k0)
 
     def _end_time(self, th: Thread) -> int:
         j = th.end_j
-        return self._entry_time(th, j) + int(th.plan.a["run"][j] + th.plan.a["pre"][j])
+        return self._entry_time(th, j) + int(th.plan.get("run", j) + th.plan.get("pre", j))
 
     def _plan_end(self, th: Thread, cpu: int, now: int) -> None:
-        """The current burst ends at the next blocking HLT, or runs past the end of the trace."""
+        """The current segment ends at the next blocking HLT, after LOOK iterations (the burst goes
+        on: "cont"), or past the end of the trace."""
         p = th.plan
-        horizon = p.cum[th.seg_k0] + (self.t_end - th.seg_t0)
-        while True:
-            i = int(np.searchsorted(p.block_idx, th.seg_k0))
-            if i < p.block_idx.size and p.cum[p.block_idx[i]] <= horizon:
-                th.end_j, th.end_kind = int(p.block_idx[i]), "block"
-                break
-            if p.cum[-1] > horizon:
-                th.end_j, th.end_kind = int(np.searchsorted(p.cum, horizon, side="right")), "open"
-                p.ensure(th.end_j + 1)
-                break
-            p.ensure(p.n)
+        k0 = th.seg_k0
+        p.ensure(k0 + LOOK)
+        horizon = p.cum_at(k0) + (self.t_end - th.seg_t0)
+        b = p.next_block(k0, k0 + LOOK)
+        if b is not None and p.cum_at(b) <= horizon:
+            th.end_j, th.end_kind = b, "block"
+        elif p.cum_at(k0 + LOOK) > horizon:
+            th.end_j, th.end_kind = p.find_cum(horizon) + 1, "open"
+            p.ensure(th.end_j + 1)
+        else:
+            th.end_j, th.end_kind = k0 + LOOK - 1, "cont"
         self._schedule(th, cpu, now)
 
     def _schedule(self, th: Thread, cpu: int, now: int) -> None:
@@ -146,7 +165,7 @@ class Scheduler:
         th = self.threads[tid]
         c = self.cpus[cpu]
         if prev is not None:
-            self.switches.append((t, cpu, prev, prev_state, tid))
+            self._switch(t, cpu, prev, prev_state, tid)
         c.cur = tid
         th.state = "running"
         th.cpu = cpu
@@ -160,13 +179,18 @@ class Scheduler:
         p.ensure(th.k + 1)
         waited = t - th.blocked_at if th.resume == "wake" else 0
         self.bursts.append((tid, cpu, t, th.k, th.resume, waited))
-        th.seg_t0 = t + int(p.a["res"][th.k])
+        th.seg_t0 = t + int(p.get("res", th.k))
         th.seg_k0 = th.k
         self._plan_end(th, cpu, t)
 
     def _burst_end(self, cpu: int, t: int) -> None:
         c = self.cpus[cpu]
         th = self.threads[c.cur]
+        if th.end_kind == "cont":  # not an end: the burst goes on in a new segment
+            self.segments.append((th.tid, cpu, th.seg_t0, th.seg_k0, th.end_j + 1))
+            th.seg_t0, th.seg_k0 = t, th.end_j + 1
+            self._plan_end(th, cpu, t)
+            return
         blocked = th.end_kind == "block"
         if th.plan is not None:
             self.segments.append((th.tid, cpu, th.seg_t0, th.seg_k0, th.end_j + 1))
@@ -180,7 +204,7 @@ class Scheduler:
             th.state = "blocked"
             th.blocked_at = t
             th.resume = "wake"
-            sleep = int(th.plan.a["bdur"][th.end_j]) if th.plan is not None else th.sleep_pool()
+            sleep = int(th.plan.get("bdur", th.end_j)) if th.plan is not None else th.sleep_pool()
             self.push(t + sleep, _WAKE, th.tid)
             state = TASK_INTERRUPTIBLE
         else:
@@ -189,7 +213,7 @@ class Scheduler:
             state = TASK_PREEMPTED
         nxt = c.runq.popleft() if c.runq else IDLE
         c.cur = IDLE
-        self.switches.append((t, cpu, th.tid, state, nxt))
+        self._switch(t, cpu, th.tid, state, nxt)
         if nxt != IDLE:
             self._start(nxt, cpu, t, None, 0)
         if not blocked:
@@ -230,24 +254,18 @@ class Scheduler:
         if th.plan is None:
             return th.tid, w
         p = th.plan
-        a = p.a
         if w < th.seg_t0:  # still on its way back into the guest: preempt after its next exit
             if preempt and th.end_j > th.seg_k0:
                 th.end_j, th.end_kind = th.seg_k0, "preempt"
                 self._schedule(th, cpu, w)
             return th.tid, w
-        rel = p.cum[th.seg_k0: th.end_j + 1] - p.cum[th.seg_k0]
-        j = th.seg_k0 + int(np.searchsorted(rel, w - th.seg_t0, side="right")) - 1
+        j = p.find_cum(p.cum_at(th.seg_k0) + (w - th.seg_t0))
         j = min(max(j, th.seg_k0), th.end_j)
         e_j = self._entry_time(th, j)
-        x_j = e_j + int(a["run"][j])
-        if w < x_j and not a["keep"][j]:
-            h = int(a["forced_h"][j])
-            a["run"][j] = w - e_j
-            a["pre"][j] = h
-            a["kind"][j] = p.gen.forced
-            a["blk"][j] = a["us"][j] = a["poll"][j] = False
-            a["q"][j] = a["bdur"][j] = 0
+        x_j = e_j + int(p.get("run", j))
+        if w < x_j and not p.get("keep", j):
+            h = int(p.get("forced_h", j))
+            p.set(j, run=w - e_j, pre=h, kind=p.gen.forced, blk=False, us=False, poll=False, q=0, bdur=0)
             if preempt:
                 th.end_j, th.end_kind = j, "preempt"
                 self._schedule(th, cpu, w)
@@ -276,7 +294,8 @@ class Scheduler:
         t_ev = w
         if not fresh:  # the waking interrupt runs on the CPU the thread last ran on
             ctx, t_ev = self._interrupt(prev, w, preempt=target == prev and self.cpus[prev].cur != IDLE)
-            self.wakes.append((t_ev, prev, ctx, tid, target))
+            self.wakes.append((t_ev, prev, ctx, tid, target, self.n_wakes))
+            self.n_wakes += 1
         if self.cpus[target].cur == IDLE:
             lat = self.wake_to_switch() * (1 if target == prev else 2)
             self.cpus[target].cur = tid  # reserved until the switch

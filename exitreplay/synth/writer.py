@@ -1,4 +1,4 @@
-"""trace.dat writer: version 6 (flyrecord) and 7 (sections and options; uncompressed or zstd).
+"""trace.dat writer: version 6 (flyrecord) and 7 (sections and options; uncompressed, zstd or zlib).
 
 Layouts from trace-cmd's `trace-cmd.dat.v6(5)` and `trace-cmd.dat.v7(5)` man pages, in the order
 trace-cmd 3.1.6 itself writes them (compare `trace-cmd dump --sections` of a real file):
@@ -8,24 +8,28 @@ v6: header_page/header_event, ftrace formats, event formats, kallsyms, printk, c
     (offset and size per CPU, then the clock as "[local]"), page-aligned CPU data.
 v7: sections headers(16), ftrace events(17), events format(18), kallsyms(19), printk(20),
     command lines(21), an options section pointing at them, the buffer's flyrecord section (3)
-    with page-aligned CPU data (zstd: per CPU a chunk count and chunks of 10 pages, each
+    with page-aligned CPU data (compressed: per CPU a chunk count and chunks of 10 pages, each
     compressed size, uncompressed size, data), a second options section with the BUFFER option,
     and the strings section (15) naming every section. trace-cmd finds the strings section by
     walking the sections in file order, so the sections follow one another without gaps.
 
-The file is written in one pass with seeks back to patch offsets, so CPU data streams to disk.
+The file is written in one pass with seeks back to patch offsets. A trace given as time windows
+(`write_windows`, `TraceDatWriter`) is encoded window by window into one spool per CPU first
+(cpudata.py), so memory is bounded by a window; the bytes are those of the whole trace written
+at once (`write_trace`).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import itertools
 import os
 import struct
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import UsageError
 from ..formats.tracedat_file import (
@@ -46,15 +50,13 @@ from ..formats.tracedat_file import (
     OPT_VERSION,
 )
 from ..trace import Trace
-from .pages import encode_pages
-from .payloads import encode_payloads, payload_size
+from .cpudata import COMPRESSIONS, ArrayCpu, Codec, CpuData, SpooledCpu, codec
+from .records import cmdlines, encode_records, encode_trace, task_names
 from .templates import DEFAULT_TEMPLATE, Template, load_template
 
 WRITER_VERSION = "exitreplay synth"
 # The clocks a 6.x kernel offers in trace_clock; the one in use is bracketed.
 CLOCKS = "local global counter uptime perf mono mono_raw boot tai x86-tsc"
-PAGES_IN_CHUNK = 10  # trace-cmd lib/trace-cmd/trace-output.c: CPU data is compressed 10 pages at a time
-ZSTD_LEVEL = 3
 
 
 def _clock_option(clock: str) -> bytes:
@@ -86,14 +88,13 @@ def _opt(oid: int, data: bytes) -> bytes:
     return struct.pack("<HI", oid, len(data)) + data
 
 
-def _cpustat(cpu: int, ts: np.ndarray) -> bytes:
+def _cpustat(cpu: int, d: CpuData) -> bytes:
     """The per_cpu/cpuN/stats text trace-cmd saves (nothing lost: overrun and dropped are 0)."""
-    first = int(ts[0]) if ts.size else 0
-    last = int(ts[-1]) if ts.size else 0
+    first, last = d.first_ts, d.last_ts
     return (f"CPU: {cpu}\nentries: 0\noverrun: 0\ncommit overrun: 0\nbytes: 0\n"
             f"oldest event ts: {first // 10**9:5d}.{first % 10**9 // 1000:06d}\n"
             f"now ts: {last // 10**9:5d}.{last % 10**9 // 1000:06d}\n"
-            f"dropped events: 0\nread events: {ts.size}\n").encode() + b"\0"
+            f"dropped events: 0\nread events: {d.count}\n").encode() + b"\0"
 
 
 class _Out:
@@ -124,6 +125,15 @@ class _Out:
         self.fh.close()
 
 
+def _check(version: int, compression: str) -> None:
+    if version not in (6, 7):
+        raise UsageError(f"trace.dat version {version} cannot be written (6 or 7)")
+    if compression not in COMPRESSIONS:
+        raise UsageError(f"compression must be none, zstd or zlib, not {compression!r}")
+    if version == 6 and compression != "none":
+        raise UsageError(f"version 6 files are not compressed (use --version 7 for {compression})")
+
+
 def write_tracedat(path: str | os.PathLike, cpu_pages: Sequence[np.ndarray], template: Template, *,
                    version: int = 7, compression: str = "none", cmdlines: bytes = b"", clock: str = "local",
                    uname: str | None = None, page_size: int = 4096,
@@ -131,32 +141,33 @@ def write_tracedat(path: str | os.PathLike, cpu_pages: Sequence[np.ndarray], tem
                    writer: str = WRITER_VERSION) -> None:
     """Write encoded per-CPU pages (index = CPU) with the template's sections as a trace.dat.
 
-    cpu_stats: each CPU's CPUSTAT text as recorded (default: made from cpu_ts, nothing lost);
-    writer: the VERSION option (who wrote the file).
+    The pages may be memory-mapped files: they are read a bounded piece at a time.
+    cpu_stats: each CPU's CPUSTAT text as recorded (default: made from cpu_ts, each CPU's event
+    timestamps, nothing lost; without either they say no events); writer: the VERSION option
+    (who wrote the file).
     """
-    if version not in (6, 7):
-        raise UsageError(f"trace.dat version {version} cannot be written (6 or 7)")
-    if compression not in ("none", "zstd"):
-        raise UsageError(f"compression {compression!r}: none or zstd")
-    if version == 6 and compression != "none":
-        raise UsageError("version 6 files are not compressed (use --version 7 for zstd)")
-    n_cpus = len(cpu_pages)
-    cpu_ts = cpu_ts if cpu_ts is not None else [np.empty(0, np.int64)] * n_cpus
-    stats = cpu_stats if cpu_stats is not None else [_cpustat(c, cpu_ts[c]) for c in range(n_cpus)]
+    _check(version, compression)
+    comp = codec(compression)
+    cpus = [ArrayCpu(d, comp, page_size, cpu_ts[c] if cpu_ts is not None else None)
+            for c, d in enumerate(cpu_pages)]
+    _assemble(path, cpus, template, version, comp, cmdlines, clock, uname, page_size, cpu_stats, writer)
+
+
+def _assemble(path, cpus: list[CpuData], template: Template, version: int, comp: Codec | None, cmdlines: bytes,
+              clock: str, uname: str | None, page_size: int, cpu_stats: Sequence[bytes] | None = None,
+              writer: str = WRITER_VERSION) -> None:
+    """The file, written to PATH.part and renamed once complete."""
     uname = uname or template.info.get("uname") or "Linux exitreplay-synth x86_64"
-    digest = hashlib.sha256()
-    for d in cpu_pages:
-        digest.update(memoryview(np.ascontiguousarray(d)))
-    trace_id = digest.digest()[:8]  # stable for the same content, like a session id would not be
+    stats = list(cpu_stats) if cpu_stats is not None else [_cpustat(c, d) for c, d in enumerate(cpus)]
+    facts = _Facts(clock, uname, _trace_id(cpus), stats, writer)
     tmp = f"{os.fspath(path)}.part"
     out = _Out(tmp)
     try:
         out.write(MAGIC + f"{version}\0".encode() + bytes([0, 8]) + struct.pack("<I", page_size))
         if version == 6:
-            _write_v6(out, cpu_pages, template, cmdlines, clock, uname, page_size, stats, trace_id, writer)
+            _write_v6(out, cpus, template, cmdlines, page_size, facts)
         else:
-            _write_v7(out, cpu_pages, template, cmdlines, clock, uname, page_size, stats, trace_id,
-                      compression, writer)
+            _write_v7(out, cpus, template, cmdlines, page_size, facts, comp)
         out.close()
         os.replace(tmp, path)
     except BaseException:
@@ -166,15 +177,30 @@ def write_tracedat(path: str | os.PathLike, cpu_pages: Sequence[np.ndarray], tem
         raise
 
 
-def _facts(clock: str, uname: str, trace_id: bytes, stats: Sequence[bytes], writer: str) -> bytes:
-    opts = _opt(OPT_TRACECLOCK, _clock_option(clock)) + _opt(OPT_UNAME, uname.encode() + b"\0")
-    opts += _opt(OPT_VERSION, writer.encode() + b"\0") + _opt(OPT_TRACEID, trace_id)
-    opts += b"".join(_opt(OPT_CPUSTAT, s) for s in stats)
-    return opts
+def _trace_id(cpus: list[CpuData]) -> bytes:
+    """Stable for the same content, as a session id would not be."""
+    return hashlib.sha256(b"".join(c.digest for c in cpus)).digest()[:8]
 
 
-def _write_v6(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size, stats, trace_id, writer) -> None:
-    n_cpus = len(cpu_pages)
+@dataclasses.dataclass
+class _Facts:
+    """What the options say about the file."""
+
+    clock: str
+    uname: str
+    trace_id: bytes
+    stats: list[bytes]  # CPUSTAT text per CPU
+    writer: str  # the VERSION option
+
+    def options(self) -> bytes:
+        opts = _opt(OPT_TRACECLOCK, _clock_option(self.clock)) + _opt(OPT_UNAME, self.uname.encode() + b"\0")
+        opts += _opt(OPT_VERSION, self.writer.encode() + b"\0") + _opt(OPT_TRACEID, self.trace_id)
+        return opts + b"".join(_opt(OPT_CPUSTAT, s) for s in self.stats)
+
+
+def _write_v6(out: _Out, cpus: list[CpuData], template, cmdlines, page_size, facts: _Facts) -> None:
+    clock = facts.clock
+    n_cpus = len(cpus)
     out.write(_header_info(template))
     out.write(_ftrace(template))
     out.write(_events(template))
@@ -183,29 +209,26 @@ def _write_v6(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size,
     out.write(struct.pack("<Q", len(cmdlines)) + cmdlines)
     out.write(struct.pack("<I", n_cpus))
     out.write(b"options  \0")
-    out.write(_facts(clock, uname, trace_id, stats, writer) + _opt(OPT_CPUCOUNT, struct.pack("<I", n_cpus)))
+    out.write(facts.options() + _opt(OPT_CPUCOUNT, struct.pack("<I", n_cpus)))
     out.write(struct.pack("<H", 0))
     out.write(b"flyrecord\0")
     table = out.tell()
     out.write(b"\0" * 16 * n_cpus)
     clock_text = f"[{clock}]".encode()
     out.write(struct.pack("<Q", len(clock_text)) + clock_text)
-    for cpu, d in enumerate(cpu_pages):
+    for cpu, d in enumerate(cpus):
         out.pad_to(page_size)
         at = out.tell()
-        out.write(memoryview(np.ascontiguousarray(d)))
-        out.patch(table + 16 * cpu, struct.pack("<QQ", at, d.size))
+        d.copy_to(out.fh)
+        out.patch(table + 16 * cpu, struct.pack("<QQ", at, out.tell() - at))
 
 
-def _write_v7(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size, stats, trace_id,
-              compression, writer) -> None:
-    n_cpus = len(cpu_pages)
-    comp = None
-    if compression == "zstd":
-        import zstandard
-
-        comp = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-        out.write(b"zstd\0" + ".".join(map(str, zstandard.ZSTD_VERSION)).encode() + b"\0")
+def _write_v7(out: _Out, cpus: list[CpuData], template, cmdlines, page_size, facts: _Facts,
+              comp: Codec | None) -> None:
+    clock = facts.clock
+    n_cpus = len(cpus)
+    if comp is not None:
+        out.write(comp.name.encode() + b"\0" + comp.version.encode() + b"\0")
     else:
         out.write(b"none\0\0")
     first_options = out.tell()
@@ -222,8 +245,7 @@ def _write_v7(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size,
         at = out.tell()
         flags = 0
         if comp is not None and compress:
-            c = comp.compress(payload)
-            payload = struct.pack("<II", len(c), len(payload)) + c
+            payload = comp.block(payload)
             flags = 1
         out.write(struct.pack("<HHIQ", sid, flags, string_id(name), len(payload)) + payload)
         return at
@@ -238,7 +260,7 @@ def _write_v7(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size,
     }
     opts = b"".join(_opt(k, struct.pack("<Q", at[k])) for k in
                     (OPT_HEADER_INFO, OPT_FTRACE_EVENTS, OPT_EVENT_FORMATS, OPT_KALLSYMS, OPT_PRINTK))
-    opts += _facts(clock, uname, trace_id, stats, writer)
+    opts += facts.options()
     opts += _opt(OPT_CMDLINES, struct.pack("<Q", at[OPT_CMDLINES]))
     opts += _opt(OPT_CPUCOUNT, struct.pack("<I", n_cpus))
     options1 = out.tell()
@@ -249,27 +271,17 @@ def _write_v7(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size,
     # The buffer's data: a section header, padding to a page, then each CPU's data page-aligned.
     data_sec = out.tell()
     out.write(struct.pack("<HHIQ", OPT_BUFFER, 1 if comp else 0, string_id("buffer flyrecord "), 0))
-    cpus = []
-    for cpu, d in enumerate(cpu_pages):
+    placed = []
+    for cpu, d in enumerate(cpus):
         out.pad_to(page_size)
         start = out.tell()
-        if comp is None:
-            out.write(memoryview(np.ascontiguousarray(d)))
-        else:
-            raw = memoryview(np.ascontiguousarray(d))
-            chunk = PAGES_IN_CHUNK * page_size
-            n_chunks = (len(raw) + chunk - 1) // chunk
-            out.write(struct.pack("<I", n_chunks))
-            for i in range(n_chunks):
-                piece = raw[i * chunk: (i + 1) * chunk]
-                c = comp.compress(piece)
-                out.write(struct.pack("<II", len(c), len(piece)) + c)
-        cpus.append((cpu, start, out.tell() - start))
+        d.copy_to(out.fh)
+        placed.append((cpu, start, out.tell() - start))
     end = out.tell()
     out.patch(data_sec + 8, struct.pack("<Q", end - data_sec - 16))
 
     buf = struct.pack("<Q", data_sec) + b"\0" + clock.encode() + b"\0" + struct.pack("<II", page_size, n_cpus)
-    buf += b"".join(struct.pack("<IQQ", c, o, s) for c, o, s in cpus)
+    buf += b"".join(struct.pack("<IQQ", c, o, s) for c, o, s in placed)
     body = _opt(OPT_BUFFER, buf) + _opt(0, b"\0" * 8)
     options2 = out.tell()
     out.write(struct.pack("<HHIQ", 0, 0, string_id("options"), len(body)) + body)
@@ -280,75 +292,94 @@ def _write_v7(out: _Out, cpu_pages, template, cmdlines, clock, uname, page_size,
     payload = b"".join(n + b"\0" for n in names)
     flags = 0
     if comp is not None:
-        c = comp.compress(payload)
-        payload = struct.pack("<II", len(c), len(payload)) + c
+        payload = comp.block(payload)
         flags = 1
     out.write(struct.pack("<HHIQ", OPT_STRINGS, flags, sid, len(payload)) + payload)
 
 
-# -- Trace (the reader's model) -> payloads per CPU ---------------------------------------------
+# -- Traces (the reader's model), whole or in windows ------------------------------------------
 
-def _cmdlines(pid: np.ndarray, comm: pa.Array) -> bytes:
-    """saved_cmdlines text: "pid comm" per task seen (the idle task 0 is never listed)."""
-    comm = pc.fill_null(comm.cast(pa.string()), "").to_numpy(zero_copy_only=False)
-    upid, first = np.unique(pid, return_index=True)
-    lines = [f"{p} {comm[i]}\n" for p, i in zip(upid.tolist(), first.tolist()) if p > 0 and comm[i]]
-    return "".join(lines).encode()
+@dataclasses.dataclass
+class Written:
+    """What a trace.dat written from Traces holds."""
 
-
-def payload_blocks(trace: Trace, template: Template) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """Each event type's rows and (rows, payload size) block of kernel trace records, and every
-    event's payload size: what a ring buffer or a perf sample's RAW part carries."""
-    missing = sorted(set(trace.event_names) - set(template.formats))
-    if missing:
-        raise UsageError(f"template {template.name} has no format for: {', '.join(missing)}")
-    ev = trace.events
-    pid_all = ev.column("pid").to_numpy()
-    flags_all = ev.column("flags").fill_null(0).to_numpy(zero_copy_only=False)
-    pc_all = ev.column("preempt_count").fill_null(0).to_numpy(zero_copy_only=False)
-    sizes = np.zeros(ev.num_rows, dtype=np.int64)
-    blocks = []
-    for name in trace.event_names:
-        t = trace.table(name)
-        rows = t.column("row").to_numpy()
-        fmt = template.formats[name]
-        # A field named like a key column (sched_waking's pid) is that column: the field wins, as in the reader.
-        cols = {f.name: t.column(f.name) for f in fmt.own_fields if f.name in t.column_names}
-        blocks.append((rows, encode_payloads(fmt, rows.size, cols, pid_all[rows], flags_all[rows], pc_all[rows])))
-        sizes[rows] = payload_size(fmt)
-    return blocks, sizes
+    events: int = 0
+    event_counts: Counter = dataclasses.field(default_factory=Counter)
+    cpus: int = 0
 
 
-def encode_trace(trace: Trace, template: Template, page_size: int = 4096) -> tuple[list[np.ndarray],
-                                                                                   list[np.ndarray]]:
-    """Per-CPU pages and timestamps of a Trace, payloads laid out by the template's formats."""
-    ev = trace.events
-    n = ev.num_rows
-    blocks, sizes = payload_blocks(trace, template)
-    cpu = ev.column("cpu").to_numpy()
-    ts = ev.column("ts").to_numpy()
-    n_cpus = int(max(trace.meta.cpus or 0, (int(cpu.max()) + 1) if n else 1))
-    # Lay the payloads out CPU by CPU in time order, so each CPU's stream is one contiguous slice.
-    # Payloads are whole 32-bit words: scatter words, not bytes.
-    order = np.argsort(cpu, kind="stable")
-    bounds = np.searchsorted(cpu[order], np.arange(n_cpus + 1))
-    words = sizes // 4
-    pos = np.empty(n, dtype=np.int64)
-    pos[order] = np.concatenate([[0], np.cumsum(words[order])])[:-1]
-    flat = np.zeros(int(words.sum()), dtype=np.uint32)
-    for rows, block in blocks:
-        w = block.shape[1] // 4
-        flat[(pos[rows][:, None] + np.arange(w)[None, :]).reshape(-1)] = \
-            np.ascontiguousarray(block).view(np.uint32).reshape(-1)
-    stream = flat.view(np.uint8)
-    pages, stamps = [], []
-    for c in range(n_cpus):
-        rows = order[bounds[c]: bounds[c + 1]]
-        lo = int(pos[rows[0]]) * 4 if rows.size else 0
-        hi = lo + int(sizes[rows].sum())
-        pages.append(encode_pages(ts[rows], stream[lo:hi], sizes[rows], page_size))
-        stamps.append(ts[rows])
-    return pages, stamps
+class TraceDatWriter:
+    """A trace.dat written from consecutive time windows of one trace (`add`, then `close`), in
+    memory bounded by a window; the same bytes as the whole trace written at once.
+
+    Use as a context manager: leaving it on an error removes everything it wrote.
+    """
+
+    def __init__(self, path: str | os.PathLike, template: Template, *, version: int = 7, compression: str = "none",
+                 clock: str = "local", uname: str | None = None, page_size: int = 4096):
+        _check(version, compression)
+        self.path, self.template, self.version = path, template, version
+        self.comp = codec(compression)
+        self.clock, self.uname, self.page_size = clock, uname, page_size
+        self.dir = os.path.dirname(os.path.abspath(os.fspath(path)))
+        self.cpus: list[SpooledCpu] = []
+        self.names: dict[int, str] = {}
+        self.written = Written()
+
+    def add(self, trace: Trace) -> None:
+        """The next window (its events later than the previous window's)."""
+        recs = encode_records(trace, self.template)
+        while len(self.cpus) < len(recs):
+            self.cpus.append(SpooledCpu(self.dir, self.comp, self.page_size))
+        for cpu, r in zip(self.cpus, recs):
+            cpu.add(r)
+        for pid, comm in task_names(trace).items():
+            self.names.setdefault(pid, comm)
+        self.written.events += len(trace)
+        self.written.event_counts.update(trace.meta.event_counts)
+
+    def close(self) -> Written:
+        """Assemble the file from the spools."""
+        for c in self.cpus:
+            c.finish()
+        _assemble(self.path, self.cpus, self.template, self.version, self.comp, cmdlines(self.names), self.clock,
+                  self.uname, self.page_size)
+        self.written.cpus = len(self.cpus)
+        self._discard()
+        return self.written
+
+    def _discard(self) -> None:
+        for c in self.cpus:
+            c.close()
+        self.cpus = []
+
+    def __enter__(self) -> TraceDatWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._discard()
+
+
+def write_windows(windows: Iterable[Trace], path: str | os.PathLike, *, template: str | Template | None = None,
+                  version: int = 7, compression: str = "none", clock: str | None = None,
+                  page_size: int = 4096) -> Written:
+    """Write consecutive time windows of one trace (`generate_windows`) as a trace.dat.
+
+    template, clock, uname and the CPU count default to the first window's; see `write_trace`.
+    """
+    _check(version, compression)
+    it = iter(windows)
+    first = next(it, None)
+    if first is None:
+        raise UsageError("no events to write")
+    tpl = template if isinstance(template, Template) else load_template(
+        template or first.meta.extra.get("template") or DEFAULT_TEMPLATE)
+    with TraceDatWriter(path, tpl, version=version, compression=compression,
+                        clock=clock or first.meta.clock or "local", uname=first.meta.uname,
+                        page_size=page_size) as w:
+        for tr in itertools.chain([first], it):
+            w.add(tr)
+        return w.close()
 
 
 def write_trace(trace: Trace, path: str | os.PathLike, *, template: str | Template | None = None,
@@ -359,13 +390,8 @@ def write_trace(trace: Trace, path: str | os.PathLike, *, template: str | Templa
     The event layouts are the template's (default: the one the trace was generated for, else
     linux-6.18); every event type of the trace must have a format there.
     """
-    tpl = template if isinstance(template, Template) else load_template(
-        template or trace.meta.extra.get("template") or DEFAULT_TEMPLATE)
-    pages, stamps = encode_trace(trace, tpl, page_size)
-    cmd = _cmdlines(trace.events.column("pid").to_numpy(), trace.events.column("comm").combine_chunks())
-    write_tracedat(path, pages, tpl, version=version, compression=compression, cmdlines=cmd,
-                   clock=clock or trace.meta.clock or "local", page_size=page_size, cpu_ts=stamps,
-                   uname=trace.meta.uname)
+    write_windows([trace], path, template=template, version=version, compression=compression, clock=clock,
+                  page_size=page_size)
 
 
-__all__ = ["encode_trace", "payload_blocks", "write_trace", "write_tracedat"]
+__all__ = ["TraceDatWriter", "Written", "encode_trace", "write_trace", "write_tracedat", "write_windows"]
