@@ -281,6 +281,6 @@ def test_missing_trace_is_a_one_line_error(tmp_path):
 def test_policies_command_lists_every_builtin():
     r = subprocess.run([sys.executable, "-m", "exitreplay", "policies"], capture_output=True, text=True, check=False)
     assert r.returncode == 0
-    for name in ("kvm-today", "vmx-uret", "vmx-2008", "ist-config", "nested-measured", "nested-vls",
-                 "nested-l1-ist-off"):
+    for name in ("kvm-today", "vmx-uret", "vmx-2.6.25", "vmx-2.6.26", "xen-lazy", "ist-config", "nested-measured",
+                 "nested-vls", "nested-l1-ist-off"):
         assert name in r.stdout
