@@ -17,12 +17,14 @@ TABLE_ROWS = 30
 
 OPS_COLUMNS = [
     ("vmload", "VMLOAD"), ("vmsave", "VMSAVE"), ("ltr", "LTR"), ("wrmsr", "WRMSR"), ("rdmsr", "RDMSR"),
-    ("seg_reload", "seg"), ("ist_toggle", "IST tog"), ("vmload_vmsave_avoided", "VMLOAD+VMSAVE avoided"),
+    ("seg_reload", "seg"), ("ist_toggle", "IST tog"), ("gsbase", "GS base"),
+    ("vmload_vmsave_avoided", "VMLOAD+VMSAVE avoided"),
     ("ops_avoided", "all avoided"),
 ]
 SAVINGS_COLUMNS = [
     ("saved_cycles_low", "saved cyc low"), ("saved_cycles_typical", "typical"), ("saved_cycles_high", "high"),
-    ("saved_per_exit_cycles", "per exit"), ("share_of_exit_time_pct", "% exit time"), ("syncs", "syncs"),
+    ("saved_per_exit_cycles", "per exit"), ("gsbase_cycles_per_exit", "GS switch/exit"),
+    ("share_of_exit_time_pct", "% exit time"), ("syncs", "syncs"),
     ("mean_exits_between_syncs", "exits/sync"), ("ist_off_ns", "IST off ms"),
     ("guest_state_live_ns", "guest state live ms"),
 ]

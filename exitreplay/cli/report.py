@@ -77,7 +77,7 @@ def compare(
     label: list[str] = typer.Option(None, "--label", help="NAME=PATH: a trace under a name of your choice (repeat)."),
     policy: list[str] = typer.Option(None, "--policy", "-p", help="Policies (default: the built-ins fitting each trace)."),
     baseline: str = typer.Option(None, "--baseline", help="Baseline policy."),
-    cost_profile: str = typer.Option("epyc", "--cost-profile", help="Cost profile name or .toml."),
+    cost_profile: str = typer.Option("auto", "--cost-profile", help="Cost profile (zen, intel) or .toml; auto: by the trace's ISA."),
     cpu_mhz: float = typer.Option(None, "--cpu-mhz", help="CPU frequency for cycles<->time."),
     reference: str = typer.Option(None, "--reference", help="Label of the reference trace (default: the first)."),
     fail_if: list[str] = typer.Option(None, "--fail-if", help="CI gate 'METRIC[.rel|.abs] OP VALUE[%]', e.g. "
@@ -144,7 +144,7 @@ def chart(
     output: Path = typer.Option(..., "-o", "--output", help="FILE.html (interactive), .svg, .png or .json (Vega-Lite)."),
     policy: list[str] = typer.Option(None, "--policy", "-p", help="Policies to replay (the ops and window charts)."),
     baseline: str = typer.Option(None, "--baseline", help="Policy to compare against (default: kvm-today on SVM, vmx-uret on VMX)."),
-    cost_profile: str = typer.Option("epyc", "--cost-profile", help="Built-in cost profile or a .toml file."),
+    cost_profile: str = typer.Option("auto", "--cost-profile", help="Built-in cost profile (zen, intel) or a .toml file; auto: by the trace's CPU model or ISA."),
     reference: str = typer.Option(None, "--reference", help="deltas: the reference label (default: the first)."),
     png_scale: float = typer.Option(2.0, "--png-scale", help="PNG pixels per CSS pixel (1: smaller files)."),
 ) -> None:
@@ -182,7 +182,7 @@ def report(
     output: Path = typer.Option(..., "-o", "--output", help="report.html to write."),
     policy: list[str] = typer.Option(None, "--policy", "-p", help="Built-in policy name or .toml file (repeat; default: every built-in that fits)."),
     baseline: str = typer.Option(None, "--baseline", help="Policy to compare against (default: kvm-today on SVM, vmx-uret on VMX)."),
-    cost_profile: str = typer.Option("epyc", "--cost-profile", help="Built-in cost profile or a .toml file."),
+    cost_profile: str = typer.Option("auto", "--cost-profile", help="Built-in cost profile (zen, intel) or a .toml file; auto: by the trace's CPU model or ISA."),
     cpu_mhz: float = typer.Option(None, "--cpu-mhz", help="CPU frequency for cycles<->time (default: the cost profile's)."),
 ) -> None:
     """One self-contained HTML file (summary, warnings, tables, interactive charts; opens with no network).
