@@ -274,3 +274,24 @@ def test_emulation_syncs_only_when_the_instruction_touches_deferred_state():
     assert (row(r, "ist-off")["vmsave"], row(r, "ist-off")["vmload"]) == (4, 2)
     assert causes(r, "ist-off")["lazy:emulation"] == 3
     assert (row(r, "ist-off-all")["vmsave"], row(r, "ist-off-all")["vmload"]) == (6, 1)
+
+
+# --- 7. the state that crosses a window boundary ---------------------------------------------------
+
+def test_user_return_state_carries_across_windows():
+    """The per-CPU walk's state is explicit: a window that starts with CPU 0 switching from idle to
+    bash fires the notifier only if the previous window left a vCPU loaded on CPU 0 (carry), and
+    a load after it finds host values either way."""
+    import numpy as np
+    import polars as pl
+
+    from exitreplay.episodes import userreturn as ur
+    window = pl.concat([ur.marks(np.array([0]), np.array([10]), ur.URET),
+                        ur.marks(np.array([0]), np.array([20]), ur.LOAD, np.array([0]), ep=np.array([0]))])
+    vm = np.array([7])
+    alone = ur.infer(window, vm)
+    carried = ur.infer(window, vm, pl.DataFrame({"cpu": [0], "kind": [ur.LOAD], "code": [0]}))
+    assert (alone.urets_fired, carried.urets_fired) == (0, 1)
+    assert alone.load_state["state"].to_list() == carried.load_state["state"].to_list() == [ur.HOST]
+    # What this window hands to the next: CPU 0's last state-setting mark, the LOAD.
+    assert carried.final.rows() == [(0, ur.LOAD, 0)]

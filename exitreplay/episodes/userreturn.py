@@ -19,7 +19,7 @@ A LOAD finds host values after a URET (or first on its CPU, or after a LOSS: ass
 vCPU's values after another LOAD, and its own after its own. A URET fires the notifier when the
 CPU's last LOAD/ARM came after its last URET. Everything is a sort and a few forward fills over
 the marks: the state that crosses a window boundary is each CPU's last LOAD/ARM/URET/LOSS mark
-(`infer`'s `initial` and second result).
+(`infer`'s `initial`, `UserReturns.final`).
 """
 from __future__ import annotations
 
@@ -121,12 +121,13 @@ def infer(m: pl.DataFrame, vm_of_code: np.ndarray, initial: pl.DataFrame | None 
     indices, no loop per mark. `initial`: per CPU, the last state-setting mark of a previous
     window (cpu, kind, code), as UserReturns.final gives it."""
     if initial is not None and initial.height:
+        # Row -1: before every mark of this window; they set state but are no loads or returns.
         m = pl.concat([initial.select(pl.col("cpu").cast(pl.Int32), pl.lit(-1, pl.Int64).alias("row"),
                                       pl.col("kind").cast(pl.Int8), pl.col("code").cast(pl.Int32),
                                       pl.lit(-1, pl.Int64).alias("ep"), pl.lit(-1, pl.Int64).alias("first")), m])
     cpu, row, kind = (m[c].to_numpy() for c in ("cpu", "row", "kind"))
     o = np.argsort((cpu.astype(np.int64) << 44) | ((row + 1) << 3) | kind, kind="stable")
-    cpu, kind = cpu[o], kind[o]
+    cpu, kind, carried = cpu[o], kind[o], row[o] < 0
     code, ep, first = (m[c].to_numpy()[o] for c in ("code", "ep", "first"))
     vm = np.where(code >= 0, vm_of_code[np.clip(code, 0, max(vm_of_code.size - 1, 0))] if vm_of_code.size else -1, -1)
     idx = np.arange(kind.size)
@@ -135,7 +136,7 @@ def infer(m: pl.DataFrame, vm_of_code: np.ndarray, initial: pl.DataFrame | None 
     put = _last_before(np.where(kind == PUT, idx, -1), cpu, inclusive=True)
     pc = np.maximum(p, 0)
     p_kind = np.where(p >= 0, kind[pc], -1)
-    is_load, is_uret = kind == LOAD, kind == URET
+    is_load, is_uret = (kind == LOAD) & ~carried, (kind == URET) & ~carried
     host = (p < 0) | np.isin(p_kind, [URET, LOSS])
     load_state = np.select([host, code[pc] == code, vm[pc] == vm], [HOST, SAME, OTHER_VCPU], OTHER_VM)
     loads = pl.DataFrame({"ep": ep[is_load], "first": first[is_load], "state": load_state[is_load].astype(np.int8)})
