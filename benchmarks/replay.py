@@ -88,7 +88,7 @@ def main() -> None:
     from exitreplay.analysis import analyze
     from exitreplay.episodes import build_episodes
     from exitreplay.replay.costs import load_costs
-    from exitreplay.replay.engine import boundary_frame, replay_all
+    from exitreplay.replay.engine import boundary_frame, extra_boundaries, replay_all
     from exitreplay.replay.policy import builtin_policies
 
     tr, meta = load(args)
@@ -100,7 +100,7 @@ def main() -> None:
     pols = [p for p in builtin_policies() if p.nested == "none"]
     t2 = time.perf_counter()
     b = boundary_frame(eps.table)
-    res = replay_all(b, pols, load_costs(), first_loads=eps.counts["first_entries"], msr_traced=True,
+    res = replay_all(b, pols, load_costs(), extra=extra_boundaries(eps.extra), msr_traced=True,
                      span_ns=tr.meta.duration_ns, cpus=tr.meta.cpus or 1,
                      groups={"reason": ["reason"], "vcpu": ["vm", "vcpu"]})
     t3 = time.perf_counter()

@@ -16,8 +16,8 @@ from .episodes import Episodes, build_episodes
 from .errors import UsageError
 from .filters import Filters
 from .kvm import reasons
-from .replay.costs import LEVELS, CostProfile, load_costs
-from .replay.engine import PolicyResult, boundary_frame, replay_all, replay_nested
+from .replay.costs import LEVELS, CostProfile, default_costs, load_costs
+from .replay.engine import PolicyResult, boundary_frame, extra_boundaries, replay_all, replay_nested
 from .replay.policy import OPERATIONS, Policy, builtin_policies, load_policy
 from .stats import GroupIndex, latency_tables
 from .trace import Trace
@@ -109,12 +109,16 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
             costs: str | CostProfile | None = None, baseline: str | Policy | None = None, *,
             vcpu: int | None = None, vm: int | None = None, start_ns: int | None = None,
             end_ns: int | None = None, cpu_mhz: float | None = None, tsc_mhz: float | None = None,
-            progress: Callable[[int, int], None] | None = None, filters: Filters | None = None) -> Report:
+            progress: Callable[[int, int], None] | None = None, filters: Filters | None = None,
+            gsbase_method: str | None = None) -> Report:
     """Replay each policy on the trace's real exit sequence and compare it with the baseline.
 
     trace: a Trace or a path to read. policies: built-in names, .toml paths or Policy objects
     (default: every built-in that fits the trace's ISA, plus the nested ones on nested traces).
-    costs: a cost profile name, .toml path or CostProfile (default: epyc). start_ns/end_ns are
+    costs: a cost profile name, .toml path or CostProfile (default, or "auto": the profile for the
+    trace's CPU model where its metadata names one, else for its ISA: zen on SVM, intel on VMX).
+    gsbase_method: "msr" or "fsgsbase", how the GS base switch is priced (default: the
+    profile's, i.e. what its CPU family has). start_ns/end_ns are
     offsets from the first event, in ns. cpu_mhz converts cycles to time (default: the cost
     profile's); tsc_mhz converts raw x86-tsc timestamps to ns when the file has no TSC2NSEC
     (default: cpu_mhz). progress(done, total) is called as the work advances. filters: a
@@ -125,7 +129,7 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
 
         trace = read_trace(trace)
     step = (lambda i: progress(i, PROGRESS_STEPS)) if progress else (lambda i: None)
-    cost = costs if isinstance(costs, CostProfile) else load_costs(costs or "epyc")
+    cost = _select_costs(trace, costs, gsbase_method)
     mhz = _positive(cpu_mhz, "--cpu-mhz") or float(cost.cpu_mhz)
     t_mhz = _positive(tsc_mhz, "--tsc-mhz")
     flt = (filters or Filters()).merged(**vars(Filters.from_offsets(vcpu, vm, start_ns, end_ns)))
@@ -172,10 +176,13 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
     if ep.height and not msr_traced:
         warnings.append("no kvm_msr recorded: MSR exits of unknown index count as lazy-state syncs (conservative)")
     cpus = trace.meta.cpus or 1
-    # KVM_RUN starts before a thread's first exit: loads too, of the selected threads only.
-    th = flt.threads(eps.threads)
-    # Exits picked by host CPU or reason own no KVM_RUN start.
-    first_loads = int(th["first_entries"].sum()) if th.height and not flt.per_exit else 0
+    # KVM_RUN starts before a thread's first exit and the user returns they arm, of the selected
+    # threads only; exits picked by host CPU or reason own none of them.
+    ex_rows = eps.extra
+    if flt.active:
+        ex_rows = ex_rows.head(0) if flt.per_exit else ex_rows.join(
+            flt.threads(eps.threads).select("pid"), on="pid", how="semi")
+    extra = extra_boundaries(ex_rows)
     total_exit_ns = int(ep["latency_ns"].drop_nulls().sum()) if ep.height else 0
     b = boundary_frame(ep) if ep.height else ep
     step(2)
@@ -186,7 +193,7 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
     # One grouping of the episodes by reason, VM and vCPU serves every per-group table.
     index = GroupIndex(ep, ["reason", "vm", "vcpu"]) if ep.height else None
     if ep.height:
-        results = replay_all(b, host, cost, first_loads=first_loads, msr_traced=msr_traced, span_ns=span_ns,
+        results = replay_all(b, host, cost, extra=extra, msr_traced=msr_traced, span_ns=span_ns,
                              cpus=cpus, groups={"reason": ["reason"], "vcpu": ["vm", "vcpu"]}, index=index)
         base_exit = {lvl: sum(base.count("exit", op) * cost.cycles(op, lvl) for op in OPERATIONS) for lvl in LEVELS}
         del b  # the boundary columns are summed: free them before the latency tables
@@ -213,8 +220,9 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
         saved = _saved_range(delta, cost)
         saved_ns = saved["typical"] * 1000.0 / mhz
         exits = int(r.boundaries["exit"])
+        gs = r.ops["gsbase"] * cost.cycles("gsbase")
         rows.append({
-            "policy": name, "isa": r.policy.isa, "baseline": name == base.name,
+            "policy": name, "isa": r.policy.isa, "baseline": name == base.name, "kernel": r.policy.kernel,
             **{op: r.ops[op] for op in OPERATIONS},
             "vmload_vmsave_avoided": delta["vmload"] + delta["vmsave"],
             "ops_avoided": sum(delta.values()),
@@ -223,6 +231,10 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
             "saved_cycles_high": saved["high"],
             "saved_ns_typical": saved_ns,
             "saved_per_exit_cycles": saved["typical"] / exits if exits else 0.0,
+            # What the GS base switch a Linux host needs costs, against what the deferral saves
+            # before paying for it.
+            "gsbase_cycles_typical": gs, "gsbase_cycles_per_exit": gs / exits if exits else 0.0,
+            "saved_before_gsbase_cycles_typical": saved["typical"] + gs - base_res.ops["gsbase"] * cost.cycles("gsbase"),
             "share_of_exit_time_pct": saved_ns / total_exit_ns * 100 if total_exit_ns else None,
             "syncs": r.syncs, "mean_exits_between_syncs": exits / r.syncs if r.syncs else None,
             "ist_off_ns": r.ist_off_ns, "ist_off_scope": r.ist_off_scope,
@@ -272,7 +284,8 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
         "classes": {str(k): v for k, v in ep.group_by("cls").len().sort("cls").iter_rows()} if ep.height else {},
         "dropped_events": {str(k): v for k, v in trace.meta.dropped_per_cpu.items()},
         "pairing": eps.counts, "sync_events": eps.sync_events,
-        "baseline": base.name, "policies": [p.name for p in pols], "cost_profile": cost.name, "cpu_mhz": mhz,
+        "baseline": base.name, "policies": [p.name for p in pols], "cost_profile": cost.name,
+        "gsbase_method": cost.gsbase_method, "cpu_mhz": mhz,
         "tsc_mhz": t_mhz if raw_tsc else None,
         "filters": flt.to_dict(), **whole,
         "window": None if window is None else {"from_ts": window[0], "to_ts": window[1]},
@@ -288,6 +301,22 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
         savings_by_reason=_fin(by_reason, ["reason"]), savings_by_vcpu=_fin(by_vcpu, ["vm", "vcpu"]),
         nested=pl.DataFrame(nested_rows), costs=costs_df, sensitivity=sens, episodes=ep, trace=trace,
     )
+
+
+def _select_costs(trace: Trace, costs: str | CostProfile | None, gsbase_method: str | None) -> CostProfile:
+    """The cost profile: given, or the one for the trace's CPU model / ISA."""
+    if isinstance(costs, CostProfile):
+        cost = costs
+    elif costs and costs != "auto":
+        cost = load_costs(costs)
+    else:
+        isa = None
+        if trace.has("kvm_exit") and "isa" in trace.table("kvm_exit").column_names:
+            vals = trace.table("kvm_exit").column("isa").drop_null()
+            isa = ISA_KEYS.get(int(vals[0].as_py())) if len(vals) else None
+        model = trace.meta.extra.get("cpu_model") or trace.meta.extra.get("cpudesc")
+        cost = default_costs(isa, model if isinstance(model, str) else None)
+    return cost.with_gsbase_method(gsbase_method) if gsbase_method else cost
 
 
 def _saved_range(delta: dict[str, float], cost: CostProfile) -> dict[str, float]:

@@ -250,7 +250,8 @@ def _check_options(policies, baseline, costs) -> None:
 
     for p in [*(policies or []), *([baseline] if baseline else [])]:
         load_policy(p)
-    load_costs(costs or "epyc")
+    if costs and costs != "auto":
+        load_costs(costs)
 
 
 def _analyze_all(todo, options, jobs, progress, done, total) -> dict[str, TraceResult]:

@@ -116,12 +116,23 @@ def policy_section(r: Report, with_range: bool = True) -> Section:
     n = host_cpus(s)
     note = (f"costs: {s['cost_profile']} at {s['cpu_mhz']:g} MHz; % host: of the host's {n} CPU{'s' if n != 1 else ''}' "
             "time; "
-            "--detail: cycles and operations")
+            "--detail: cycles and operations" + gs_note(p, s["exits"]))
     sec = Section(f"what each policy saves against {s['baseline']}, per second of trace", head, rows,
                   note=note, fit="narrow" if with_range else "")
     if with_range:
         sec.narrower = lambda: policy_section(r, with_range=False)
     return sec
+
+
+def gs_note(p: pl.DataFrame, exits: int) -> str:
+    """What the Linux host's per-exit GS base switch costs each deferring policy, against what the
+    deferral saved before paying it (docs/policies.md, "what a Linux implementation must still do")."""
+    if "gsbase_cycles_per_exit" not in p.columns:
+        return ""
+    parts = [f"{row['policy']} {num(row['gsbase_cycles_per_exit'])} of "
+             f"{num(row['saved_before_gsbase_cycles_typical'] / exits)}"
+             for row in p.iter_rows(named=True) if row["gsbase_cycles_per_exit"] and exits]
+    return "; GS base switch per exit, cycles of the saving before it: " + ", ".join(parts) if parts else ""
 
 
 def ranking_text(sens: dict[str, Any]) -> str:
@@ -243,6 +254,7 @@ def detail_sections(r: Report, key: str, limit: int | None) -> list[Section | Pa
                           "state-switching operations executed per policy"))
         out.append(_frame(p, ["policy"], [("saved_cycles_low", "low", "count"), ("saved_cycles_typical", "typical", "count"),
                                           ("saved_cycles_high", "high", "count"),
+                                          ("gsbase_cycles_typical", "GS switch", "count"),
                                           ("share_of_exit_time_pct", "% of exit time", "pct"),
                                           ("syncs", "syncs", "count"),
                                           ("mean_exits_between_syncs", "exits /sync", "num"),

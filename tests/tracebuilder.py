@@ -76,9 +76,19 @@ def sched(ts, cpu, prev_pid, next_pid, prev_state, next_comm=None):
                                                 "next_pid": next_pid, "next_prio": 120})
 
 
-def emulate(ts, cpu, pid):
-    return (ts, cpu, pid, "kvm_emulate_insn", {"rip": 0x1000, "csbase": 0, "len": 2, "insn": b"\x0f\x00",
-                                               "flags": 0, "failed": 0})
+PROT64 = 9  # KVM_EMUL_INSN_F_CR0_PE | KVM_EMUL_INSN_F_CS_L (arch/x86/kvm/trace.h)
+
+
+def emulate(ts, cpu, pid, insn=b"\x89\x02", flags=PROT64):
+    """kvm_emulate_insn of `insn` (default: mov %eax,(%rdx), an MMIO store) in 64-bit mode."""
+    return (ts, cpu, pid, "kvm_emulate_insn", {"rip": 0x1000, "csbase": 0, "len": len(insn),
+                                               "insn": list(insn.ljust(15, b"\xcc")), "flags": flags,
+                                               "failed": 0})
+
+
+def fpu(ts, cpu, pid, load=True):
+    """kvm_fpu: load at every KVM_RUN start on 6.x (kvm_load_guest_fpu), unload at its end."""
+    return (ts, cpu, pid, "kvm_fpu", {"load": int(load)})
 
 
 def nested_vmexit(ts, cpu, pid, code, isa=SVM):

@@ -61,7 +61,7 @@ def analyze(
                                           "Default: every built-in that fits the trace's ISA."),
     baseline: str = typer.Option(None, "--baseline", help="Policy to compare against "
                                  "(default: kvm-today on SVM, vmx-uret on VMX)."),
-    cost_profile: str = typer.Option("epyc", "--cost-profile", help="Built-in cost profile or a .toml file."),
+    cost_profile: str = typer.Option("auto", "--cost-profile", help="Built-in cost profile (zen, intel) or a .toml file; auto: by the trace's CPU model or ISA."),
     cpu_mhz: str = typer.Option(None, "--cpu-mhz", help="CPU frequency in MHz for cycles<->time "
                                 "(default: the cost profile's)."),
     tsc_mhz: str = typer.Option(None, "--tsc-mhz", help="TSC frequency in MHz for x86-tsc traces without "

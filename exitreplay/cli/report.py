@@ -101,7 +101,7 @@ def compare(
     baseline: str = typer.Option(None, "--baseline", help="Baseline policy."),
     pid: str = pid_option(), vcpu: str = vcpu_option(), cpu: list[str] = cpu_option(),
     reason: list[str] = reason_option(), start: str = from_option(), end: str = to_option(),
-    cost_profile: str = typer.Option("epyc", "--cost-profile", help="Cost profile name or .toml."),
+    cost_profile: str = typer.Option("auto", "--cost-profile", help="Cost profile (zen, intel) or .toml; auto: by the trace's ISA."),
     cpu_mhz: float = typer.Option(None, "--cpu-mhz", help="CPU frequency for cycles<->time."),
     reference: str = typer.Option(None, "--reference", help="Label of the reference trace (default: the first)."),
     fail_if: list[str] = typer.Option(None, "--fail-if", help="CI gate 'METRIC[.rel|.abs] OP VALUE[%]', e.g. "
@@ -172,7 +172,7 @@ def chart(
     pid: str = pid_option(), vcpu: str = vcpu_option(), cpu: list[str] = cpu_option(),
     reason: list[str] = reason_option(), start: str = from_option(), end: str = to_option(),
     baseline: str = typer.Option(None, "--baseline", help="Policy to compare against (default: kvm-today on SVM, vmx-uret on VMX)."),
-    cost_profile: str = typer.Option("epyc", "--cost-profile", help="Built-in cost profile or a .toml file."),
+    cost_profile: str = typer.Option("auto", "--cost-profile", help="Built-in cost profile (zen, intel) or a .toml file; auto: by the trace's CPU model or ISA."),
     reference: str = typer.Option(None, "--reference", help="deltas: the reference label (default: the first)."),
     png_scale: float = typer.Option(2.0, "--png-scale", help="PNG pixels per CSS pixel (1: smaller files)."),
 ) -> None:
@@ -214,7 +214,7 @@ def report(
     pid: str = pid_option(), vcpu: str = vcpu_option(), cpu: list[str] = cpu_option(),
     reason: list[str] = reason_option(), start: str = from_option(), end: str = to_option(),
     baseline: str = typer.Option(None, "--baseline", help="Policy to compare against (default: kvm-today on SVM, vmx-uret on VMX)."),
-    cost_profile: str = typer.Option("epyc", "--cost-profile", help="Built-in cost profile or a .toml file."),
+    cost_profile: str = typer.Option("auto", "--cost-profile", help="Built-in cost profile (zen, intel) or a .toml file; auto: by the trace's CPU model or ISA."),
     cpu_mhz: float = typer.Option(None, "--cpu-mhz", help="CPU frequency for cycles<->time (default: the cost profile's)."),
 ) -> None:
     """One self-contained HTML file (summary, warnings, tables, interactive charts; opens with no network).

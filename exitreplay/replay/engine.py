@@ -13,29 +13,28 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from ..episodes import SVM_SEGMENT_REASONS, VMX_SEGMENT_REASONS
-from ..kvm import reasons
+from ..episodes.boundaries import FIRST_LOADS
+from ..episodes.userreturn import HOST, OTHER_VCPU, OTHER_VM
+from ..kvm import handlers, reasons
 from ..kvm.state import LAZY_MSR_COLUMN
 from ..stats import GroupIndex
 from .costs import LEVELS, CostProfile
 from .policy import BOUNDARIES, OPERATIONS, Lazy, Policy
 
-SVM_WRITE_SEGMENT = (reasons.SVM_EXIT_WRITE_TR, reasons.SVM_EXIT_WRITE_LDTR)
-NESTED_VMLOAD_VMSAVE = (reasons.SVM_EXIT_VMLOAD, reasons.SVM_EXIT_VMSAVE)
 # Boundaries found in the episode table (the lazy ones depend on the policy).
 EPISODE_BOUNDARIES = tuple(b for b in BOUNDARIES if not b.startswith("lazy_"))
-# Boundaries a thread's first kvm_entry adds (a KVM_RUN start the episode table does not hold).
-FIRST_ENTRY_BOUNDARIES = ("load", "load_kvm_run", "load_every", "load_after_user_return")
 
 
 def boundary_frame(ep: pl.DataFrame) -> pl.DataFrame:
     """The policy-independent boundary columns b_<name> of each episode (counts, mostly 0/1)."""
-    has_entry = pl.col("latency_ns").is_not_null()
-    put = pl.col("userspace") | pl.col("sched_out")
-    # The user-return notifier fires if this CPU returns to user mode while guest values are
-    # loaded: a KVM_RUN return, or a user task taking the CPU after a sched-out.
-    user_return = pl.col("userspace") | pl.col("sched_to_user")
-    sched_in_run = pl.col("n_sched_out_kvm")
+    # The thread entered its guest again: an entry, or one that was lost before its next exit.
+    has_entry = pl.col("latency_ns").is_not_null() | (pl.col("entry_lost") if "entry_lost" in ep.columns
+                                                       else pl.lit(False))
+    moved = pl.col("moved") if "moved" in ep.columns else pl.lit(False)
+    put = pl.col("userspace") | pl.col("sched_out") | moved
+    switched = (pl.col("sched_out") | moved) & ~pl.col("userspace")  # put by a task switch, not a KVM_RUN return
+    sched_in_run = pl.col("n_sched_out_kvm").cast(pl.UInt16) + moved.cast(pl.UInt16)
+    uret = pl.col("uret_state")
     return ep.with_columns(
         pl.lit(1, pl.Int8).alias("b_exit"),
         put.cast(pl.Int8).alias("b_put"),
@@ -46,14 +45,33 @@ def boundary_frame(ep: pl.DataFrame) -> pl.DataFrame:
         (pl.when(has_entry | pl.col("userspace")).then(sched_in_run).otherwise(0).cast(pl.UInt16)
          + (pl.col("userspace") & has_entry).cast(pl.UInt16)).alias("b_load_every"),
         (pl.col("userspace") & has_entry).cast(pl.Int8).alias("b_load_kvm_run"),
-        (pl.col("sched_out") & ~pl.col("userspace") & has_entry).cast(pl.Int8).alias("b_load_sched"),
-        (pl.col("sched_out") & ~pl.col("userspace") & has_entry & pl.col("migrated")).cast(pl.Int8)
-        .alias("b_load_migrated"),
-        # kvm_set_user_return_msr() writes only values that differ from what the CPU holds: after
-        # a user return it holds host values again; after a migration, most likely too.
-        (put & has_entry & (user_return | pl.col("migrated"))).cast(pl.Int8).alias("b_load_after_user_return"),
-        user_return.cast(pl.Int8).alias("b_user_return"),
+        (switched & has_entry).cast(pl.Int8).alias("b_load_sched"),
+        (switched & has_entry & pl.col("migrated")).cast(pl.Int8).alias("b_load_migrated"),
+        # What the load's CPU holds in its user-return MSRs (episodes/userreturn.py):
+        # kvm_set_user_return_msr() writes only values that differ.
+        (uret == HOST).fill_null(False).cast(pl.Int8).alias("b_load_after_user_return"),
+        (uret == OTHER_VCPU).fill_null(False).cast(pl.Int8).alias("b_load_after_other_vcpu"),
+        (uret == OTHER_VM).fill_null(False).cast(pl.Int8).alias("b_load_after_other_vm"),
+        pl.col("user_returns").cast(pl.UInt16).alias("b_user_return"),
     )
+
+
+def extra_boundaries(extra: pl.DataFrame | None) -> dict[str, float]:
+    """Boundaries that belong to no exit (Episodes.extra): first-entry loads and the user
+    returns they arm."""
+    if extra is None or extra.height == 0:
+        return {}
+    load = pl.col("first_kind").is_in(list(FIRST_LOADS)).fill_null(False)
+    row = extra.select(
+        load.sum().alias("load"), load.sum().alias("load_every"),
+        pl.col("first_kind").is_in(["kvm_run", "assumed"]).fill_null(False).sum().alias("load_kvm_run"),
+        (pl.col("first_kind") == "sched_in").fill_null(False).sum().alias("load_sched"),
+        (pl.col("uret_state") == HOST).fill_null(False).sum().alias("load_after_user_return"),
+        (pl.col("uret_state") == OTHER_VCPU).fill_null(False).sum().alias("load_after_other_vcpu"),
+        (pl.col("uret_state") == OTHER_VM).fill_null(False).sum().alias("load_after_other_vm"),
+        pl.col("user_returns").sum().alias("user_return"),
+    ).row(0, named=True)
+    return {k: float(v or 0) for k, v in row.items()}
 
 
 def lazy_columns(ep: pl.DataFrame | None, lazy: Lazy, msr_traced: bool
@@ -63,6 +81,7 @@ def lazy_columns(ep: pl.DataFrame | None, lazy: Lazy, msr_traced: bool
     The expressions apply to any episode table (`ep` is accepted for callers that pass one)."""
     isa = pl.col("isa")
     reason = pl.col("exit_reason")
+    svm, vmx = isa == reasons.ISA_SVM, isa == reasons.ISA_VMX
     causes: dict[str, pl.Expr] = {}
     writes: list[pl.Expr] = []
     msr_parts = []
@@ -75,31 +94,39 @@ def lazy_columns(ep: pl.DataFrame | None, lazy: Lazy, msr_traced: bool
     if msr_parts:
         causes["msr"] = pl.any_horizontal(msr_parts)
     if lazy.msr_exit_without_ecx and not msr_traced:
-        svm_msr = (isa == reasons.ISA_SVM) & (reason == reasons.SVM_EXIT_MSR)
-        vmx_msr = (isa == reasons.ISA_VMX) & reason.is_in([reasons.VMX_EXIT_MSR_READ, reasons.VMX_EXIT_MSR_WRITE])
-        causes["msr_unknown_index"] = svm_msr | vmx_msr
-        writes.append((svm_msr | vmx_msr) & pl.col("msr_write_exit"))
-    if lazy.emulation:
+        any_msr = (svm & reason.is_in(list(handlers.SVM_MSR_REASONS))) | (
+            vmx & reason.is_in(list(handlers.VMX_MSR_REASONS)))
+        causes["msr_unknown_index"] = any_msr
+        writes.append(any_msr & pl.col("msr_write_exit"))
+    if lazy.emulation == "all":
         causes["emulation"] = pl.col("n_emulate") > 0
+    elif lazy.emulation == "decoded":
+        causes["emulation"] = pl.col("emu_read") | pl.col("emu_write")
+        writes.append(pl.col("emu_write"))
     if lazy.segment_exits:
-        causes["segment"] = ((isa == reasons.ISA_SVM) & reason.is_in(list(SVM_SEGMENT_REASONS))) | (
-            (isa == reasons.ISA_VMX) & reason.is_in(list(VMX_SEGMENT_REASONS)))
-        writes.append((isa == reasons.ISA_SVM) & reason.is_in(list(SVM_WRITE_SEGMENT)))
+        causes["segment"] = (svm & reason.is_in(list(handlers.SVM_SEGMENT_REASONS))) | (
+            vmx & reason.is_in(list(handlers.VMX_SEGMENT_REASONS)))
+        writes.append(svm & reason.is_in(list(handlers.SVM_WRITE_SEGMENT)))
     if lazy.task_switch:
-        ts = ((isa == reasons.ISA_SVM) & (reason == reasons.SVM_EXIT_TASK_SWITCH)) | (
-            (isa == reasons.ISA_VMX) & (reason == reasons.VMX_EXIT_TASK_SWITCH))
+        ts = (svm & (reason == handlers.TASK_SWITCH[reasons.ISA_SVM])) | (
+            vmx & (reason == handlers.TASK_SWITCH[reasons.ISA_VMX]))
         causes["task_switch"] = ts
         writes.append(ts)
     if lazy.smm:
-        smm = (pl.col("n_smm") > 0) | ((isa == reasons.ISA_SVM) & (reason == reasons.SVM_EXIT_SMI))
+        smm = (pl.col("n_smm") > 0) | (svm & (reason == reasons.SVM_EXIT_SMI))
         causes["smm"] = smm
         writes.append(smm)
     if lazy.nested:
-        causes["nested"] = pl.col("nested")
-        writes.append(pl.col("nested"))
-    # An episode with a put syncs everything at the put anyway: its lazy accesses cost nothing more.
-    not_put = ~(pl.col("userspace") | pl.col("sched_out"))
-    causes = {k: (v.fill_null(False) & not_put) for k, v in causes.items()}
+        nested_write = svm & reason.is_in(list(handlers.NESTED_WRITES))
+        causes["nested"] = nested_write | (svm & reason.is_in(list(handlers.NESTED_READS)))
+        writes.append(nested_write)
+    if lazy.put_absorbs:
+        # An episode with a put syncs everything at the put anyway: its lazy accesses cost nothing more.
+        moved = pl.col("moved") if ep is None or "moved" in ep.columns else pl.lit(False)
+        not_put = ~(pl.col("userspace") | pl.col("sched_out") | moved)
+        causes = {k: (v.fill_null(False) & not_put) for k, v in causes.items()}
+    else:
+        causes = {k: v.fill_null(False) for k, v in causes.items()}
     if not causes:
         return pl.lit(False), pl.lit(False), {}
     any_ = pl.any_horizontal(list(causes.values()))
@@ -126,14 +153,16 @@ def _weights(policy: Policy, costs: CostProfile, level: str = "typical") -> dict
     return {k: sum(policy.count(k, op) * costs.cycles(op, level) for op in OPERATIONS) for k in BOUNDARIES}
 
 
-def replay_all(ep: pl.DataFrame, policies: Sequence[Policy], costs: CostProfile, *, first_loads: int,
-               msr_traced: bool, span_ns: int, cpus: int,
+def replay_all(ep: pl.DataFrame, policies: Sequence[Policy], costs: CostProfile, *,
+               extra: Mapping[str, float] | None = None, msr_traced: bool, span_ns: int, cpus: int,
                groups: Mapping[str, list[str]] | None = None, index: GroupIndex | None = None
                ) -> dict[str, PolicyResult]:
     """Operations, cycles, sync causes and exposure of each policy on an episode table.
 
-    groups: name -> key columns; each result's by_group[name] holds the typical cycles the
-    policy spends per group (first entries, which precede every episode, are not attributed).
+    extra: boundary counts that belong to no episode (extra_boundaries(Episodes.extra): first
+    entries and the user returns they arm). groups: name -> key columns; each result's
+    by_group[name] holds the typical cycles the policy spends per group (the extra boundaries
+    are not attributed to a group).
     index: a grouping of the same rows by (at least) every key of `groups`, if one exists already.
     """
     b = ep if "b_exit" in ep.columns else boundary_frame(ep)
@@ -158,6 +187,7 @@ def replay_all(ep: pl.DataFrame, policies: Sequence[Policy], costs: CostProfile,
         (pl.col("preempted") & ~pl.col("userspace")).cast(pl.Int64).sum().alias("put:preempted"),
         (pl.col("blocked") & ~pl.col("userspace")).cast(pl.Int64).sum().alias("put:blocked"),
         (pl.col("migrated") & pl.col("sched_out")).cast(pl.Int64).sum().alias("put:migrated"),
+        (pl.col("moved") if "moved" in b.columns else pl.lit(False)).cast(pl.Int64).sum().alias("put:unknown"),
         until_put.sum().alias("host_until_put"),
         pl.when(pl.col("b_user_return") == 1).then(until_put)
         .otherwise(pl.col("latency_ns").clip(lower_bound=0)).sum().alias("live_until_user_return"),
@@ -183,13 +213,13 @@ def replay_all(ep: pl.DataFrame, policies: Sequence[Policy], costs: CostProfile,
         bcount = {k: float(tot.get(k) or 0) for k in EPISODE_BOUNDARIES}
         bcount["lazy_read"] = float(tot[f"lazy_read#{i}"] or 0)
         bcount["lazy_write"] = float(tot[f"lazy_write#{i}"] or 0)
-        for k in FIRST_ENTRY_BOUNDARIES:
-            bcount[k] += first_loads
+        for k, v in (extra or {}).items():
+            bcount[k] += v
         ops = {op: sum(bcount[k] * p.count(k, op) for k in BOUNDARIES) for op in OPERATIONS}
         cycles = {lvl: sum(ops[op] * costs.cycles(op, lvl) for op in OPERATIONS) for lvl in LEVELS}
 
         sync_causes = {k: int(tot[k] or 0) for k in ("put:userspace", "put:preempted", "put:blocked",
-                                                     "put:migrated")}
+                                                     "put:migrated", "put:unknown")}
         sync_causes.update({f"lazy:{c}": int(tot[f"cause#{i}#{c}"] or 0) for c in cause_names[p.lazy]})
         if p.syncs_every_exit:
             syncs = int(bcount["exit"])
@@ -219,36 +249,54 @@ def replay_all(ep: pl.DataFrame, policies: Sequence[Policy], costs: CostProfile,
     return out
 
 
-def replay(ep: pl.DataFrame, policy: Policy, costs: CostProfile, *, first_loads: int,
+def replay(ep: pl.DataFrame, policy: Policy, costs: CostProfile, *, extra: Mapping[str, float] | None = None,
            msr_traced: bool, span_ns: int, cpus: int) -> PolicyResult:
     """One policy on an episode table (see replay_all)."""
-    return replay_all(ep, [policy], costs, first_loads=first_loads, msr_traced=msr_traced,
-                      span_ns=span_ns, cpus=cpus)[policy.name]
+    return replay_all(ep, [policy], costs, extra=extra, msr_traced=msr_traced, span_ns=span_ns,
+                      cpus=cpus)[policy.name]
+
+
+def l1_loads(ep: pl.DataFrame) -> int:
+    """L1's own vcpu_loads seen from L0: an L1 KVM VMSAVEs its host save area once per load
+    (svm_prepare_switch_to_guest) and, per L2 round trip, VMSAVEs the guest right after the
+    #VMEXIT (__svm_vcpu_run). So the first VMSAVE exit after each VMRUN exit is per-exit, any other
+    is a load. A VMSAVE before the thread's first VMRUN is taken as per-exit."""
+    r = ep.filter((pl.col("isa") == reasons.ISA_SVM)
+                  & pl.col("exit_reason").is_in([reasons.SVM_EXIT_VMRUN, reasons.SVM_EXIT_VMSAVE]))
+    if r.height == 0:
+        return 0
+    prev = pl.col("exit_reason").shift(1).over("pid")
+    load = (pl.col("exit_reason") == reasons.SVM_EXIT_VMSAVE) & prev.is_not_null() & (prev != reasons.SVM_EXIT_VMRUN)
+    return int(r.sort("pid", "exit_row").select(load.sum()).item())
 
 
 def replay_nested(ep: pl.DataFrame, policy: Policy, baseline_exit_cycles: dict[str, float],
                   costs: CostProfile) -> dict:
     """Nested SVM: L1's intercepted VMLOAD/VMSAVE exits, measured, and what a policy leaves of them."""
-    l1 = ep.filter((pl.col("isa") == reasons.ISA_SVM) & pl.col("exit_reason").is_in(list(NESTED_VMLOAD_VMSAVE)))
+    l1 = ep.filter((pl.col("isa") == reasons.ISA_SVM)
+                   & pl.col("exit_reason").is_in(list(handlers.NESTED_VMLOAD_VMSAVE)))
     n = l1.height
     measured = int(l1["latency_ns"].drop_nulls().sum()) if n else 0
     n_vmload = int((l1["exit_reason"] == reasons.SVM_EXIT_VMLOAD).sum()) if n else 0
     n_vmsave = n - n_vmload
+    loads = l1_loads(ep)
+    native = {lvl: 0.0 for lvl in LEVELS}
     if policy.nested == "vls":
         remaining = 0
         # The instructions still run, in hardware, in L1.
         native = {lvl: n_vmload * costs.cycles("vmload", lvl) + n_vmsave * costs.cycles("vmsave", lvl)
                   for lvl in LEVELS}
     elif policy.nested == "l1-ist-off":
-        remaining = 0
-        native = {lvl: 0.0 for lvl in LEVELS}
+        # L1 running ist-off keeps, per L1 load, its host VMSAVE and guest VMLOAD, and adds at
+        # the put before the next load a guest VMSAVE and host VMLOAD (L1's puts are not visible
+        # from L0: one per load is assumed). Only the per-L2-exit VMLOAD/VMSAVE go.
+        remaining = 4 * loads
     else:
         remaining = n
-        native = {lvl: 0.0 for lvl in LEVELS}
     removed = n - remaining
     # Each removed exit also saves L0's own per-exit switching (the baseline's exit operations).
     l0_saved = {lvl: removed * baseline_exit_cycles[lvl] for lvl in LEVELS}
     return {"l1_vmload_vmsave_exits": n, "l1_vmload_exits": n_vmload, "l1_vmsave_exits": n_vmsave,
-            "remaining_exits": remaining, "removed_exits": removed,
+            "l1_loads": loads, "remaining_exits": remaining, "removed_exits": removed,
             "measured_ns_removed": int(measured * removed / n) if n else 0, "measured_ns_total": measured,
             "l0_cycles_saved": l0_saved, "native_cycles_added": native}

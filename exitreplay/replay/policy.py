@@ -14,7 +14,9 @@ from pathlib import Path
 from ..errors import UsageError
 from ..kvm.state import LAZY_MSR_SETS
 
-OPERATIONS = ("vmload", "vmsave", "ltr", "wrmsr", "rdmsr", "seg_reload", "ist_toggle")
+# gsbase: switching the GS base around an exit by hand (save the guest's, load the host's after
+# #VMEXIT, the guest's again before VMRUN), priced by method in the cost profile (costs.md).
+OPERATIONS = ("vmload", "vmsave", "ltr", "wrmsr", "rdmsr", "seg_reload", "ist_toggle", "gsbase")
 # Boundaries the replay finds in a trace (docs/model.md says how each is inferred).
 BOUNDARIES = (
     "exit",            # every kvm_exit/kvm_entry round trip
@@ -23,6 +25,8 @@ BOUNDARIES = (
     "load_sched",      # loads after preemption or blocking without a userspace return
     "load_migrated",   # loads after preemption or blocking on another pCPU
     "load_after_user_return",  # loads that find host values in the user-return MSRs (see model.md)
+    "load_after_other_vcpu",  # loads that find another vCPU's values of the same VM there
+    "load_after_other_vm",  # loads that find another VM's values there
     "load_every",      # every vcpu_load call: each sched-in inside KVM_RUN and each KVM_RUN start
     "put",             # every vcpu_put that switches state (userspace return, preemption, blocking)
     "put_every",       # every vcpu_put call: each sched-out inside KVM_RUN and each KVM_RUN return
@@ -34,9 +38,12 @@ EXPOSURE_KINDS = {"ist_off": ("none", "loaded", "always"),
                   "guest_state_live": ("none", "loaded", "until_user_return", "always")}
 NESTED_MODES = ("none", "measured", "vls", "l1-ist-off")
 MSR_SETS = tuple(LAZY_MSR_SETS)
-LAZY_KEYS = {"msrs": MSR_SETS, "msrs_read": MSR_SETS, "msrs_write": MSR_SETS, "emulation": bool,
+# emulation: "decoded" syncs only when the instruction's bytes touch deferred state
+# (kvm/x86insn.py); "all" on every kvm_emulate_insn (the conservative rule); true/false = all/none.
+EMULATION_MODES = ("none", "all", "decoded")
+LAZY_KEYS = {"msrs": MSR_SETS, "msrs_read": MSR_SETS, "msrs_write": MSR_SETS, "emulation": EMULATION_MODES,
              "segment_exits": bool, "task_switch": bool, "smm": bool, "nested": bool,
-             "msr_exit_without_ecx": bool}
+             "msr_exit_without_ecx": bool, "put_absorbs": bool}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +51,16 @@ class Lazy:
     msrs: str = "none"
     msrs_read: str | None = None  # None: as msrs
     msrs_write: str | None = None
-    emulation: bool = False
+    emulation: str = "none"
     segment_exits: bool = False
     task_switch: bool = False
     smm: bool = False
-    nested: bool = False
+    nested: bool = False  # the emulated VMLOAD writes, VMSAVE reads (kvm/handlers.py)
     msr_exit_without_ecx: bool = False
+    # A sync before the episode's put costs nothing more when the put syncs anyway (Xen's sync
+    # states on SVM); false where the access runs with guest state loaded and costs on its own
+    # (VMX: vmx_read_guest_kernel_gs_base() does an RDMSR while guest_state_loaded is set).
+    put_absorbs: bool = True
 
     @property
     def read_set(self) -> str:
@@ -61,8 +72,8 @@ class Lazy:
 
     @property
     def enabled(self) -> bool:
-        return self.read_set != "none" or self.write_set != "none" or self.emulation or self.segment_exits \
-            or self.task_switch or self.smm or self.nested or self.msr_exit_without_ecx
+        return self.read_set != "none" or self.write_set != "none" or self.emulation != "none" \
+            or self.segment_exits or self.task_switch or self.smm or self.nested or self.msr_exit_without_ecx
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +87,7 @@ class Policy:
     ist_off: str
     guest_state_live: str
     nested: str = "none"
+    kernel: str = ""  # the kernel (version range or commit) whose behaviour the policy stands for
     path: str | None = None
 
     def count(self, boundary: str, op: str) -> float:
@@ -92,7 +104,7 @@ def _fail(where: str, msg: str) -> None:
 
 
 def parse_policy(data: dict, where: str) -> Policy:
-    known = {"name", "isa", "summary", "sources", "ops", "lazy", "exposure", "nested"}
+    known = {"name", "isa", "summary", "kernel", "sources", "ops", "lazy", "exposure", "nested"}
     extra = set(data) - known
     if extra:
         _fail(where, f"unknown keys {sorted(extra)} (allowed: {sorted(known)})")
@@ -119,17 +131,7 @@ def parse_policy(data: dict, where: str) -> Policy:
             if not isinstance(n, int | float) or isinstance(n, bool) or not n >= 0 or n == float("inf"):
                 _fail(where, f"[ops.{boundary}] {op} must be a non-negative number, not {n!r}")
         ops[boundary] = {op: float(n) for op, n in table.items()}
-    lz = data.get("lazy") or {}
-    if not isinstance(lz, dict):
-        _fail(where, "[lazy] must be a table")
-    for k, v in lz.items():
-        if k not in LAZY_KEYS:
-            _fail(where, f"unknown [lazy] key {k!r} (known: {', '.join(LAZY_KEYS)})")
-        allowed = LAZY_KEYS[k]
-        if allowed is bool and not isinstance(v, bool):
-            _fail(where, f"[lazy] {k} must be true or false")
-        if isinstance(allowed, tuple) and v not in allowed:
-            _fail(where, f"[lazy] {k} must be one of {allowed}")
+    lz = _parse_lazy(data.get("lazy") or {}, where)
     exp = data.get("exposure") or {}
     if not isinstance(exp, dict):
         _fail(where, "[exposure] must be a table")
@@ -141,10 +143,30 @@ def parse_policy(data: dict, where: str) -> Policy:
     nested = data.get("nested", "none")
     if nested not in NESTED_MODES:
         _fail(where, f"nested must be one of {NESTED_MODES}")
-    return Policy(name=name, isa=isa, summary=str(data.get("summary", "")),
+    kernel = data.get("kernel", "")
+    if not isinstance(kernel, str):
+        _fail(where, "kernel must be a string (the kernel versions or commit the policy stands for)")
+    return Policy(name=name, isa=isa, summary=str(data.get("summary", "")), kernel=kernel,
                   sources=tuple(sources), ops=ops, lazy=Lazy(**lz),
                   ist_off=exp.get("ist_off", "none"), guest_state_live=exp.get("guest_state_live", "none"),
                   nested=nested)
+
+
+def _parse_lazy(lz: object, where: str) -> dict:
+    if not isinstance(lz, dict):
+        _fail(where, "[lazy] must be a table")
+    out = dict(lz)
+    for k, v in lz.items():
+        if k not in LAZY_KEYS:
+            _fail(where, f"unknown [lazy] key {k!r} (known: {', '.join(LAZY_KEYS)})")
+        allowed = LAZY_KEYS[k]
+        if k == "emulation" and isinstance(v, bool):
+            out[k] = "all" if v else "none"
+        elif allowed is bool and not isinstance(v, bool):
+            _fail(where, f"[lazy] {k} must be true or false")
+        elif isinstance(allowed, tuple) and v not in allowed:
+            _fail(where, f"[lazy] {k} must be one of {allowed}" + (" (or true/false)" if k == "emulation" else ""))
+    return out
 
 
 def builtin_names() -> list[str]:
