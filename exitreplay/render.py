@@ -9,6 +9,7 @@ printed one record per row.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import io
 from typing import Any
@@ -105,8 +106,6 @@ def policy_section(r: Report, with_range: bool = True) -> Section:
     rows = []
     for row in p.iter_rows(named=True):
         name = row["policy"] + ("\n(baseline)" if row.get("baseline") else "")
-        if row.get("kernel"):
-            name += f"\n{row['kernel']}"
         rng = [f"{num(row['saved_us_per_s_low'])}..{num(row['saved_us_per_s_high'])}"] if with_range else []
         rows.append([name, num(row["saved_us_per_s"]), *rng, pct(row["saved_cpu_pct"]),
                      num(row["saved_per_exit_cycles"]), pct(row["ist_off_pct"]), pct(row["guest_state_live_pct"]),
@@ -135,21 +134,38 @@ def gs_note(p: pl.DataFrame, exits: int) -> str:
     return "; GS base switch per exit, cycles of the saving before it: " + ", ".join(parts) if parts else ""
 
 
-def ranking_text(sens: dict[str, Any]) -> str:
-    text = "ranking by cycles saved: " + " > ".join(sens.get("ranking_typical", []))
-    if not sens.get("ranking_stable"):
-        text += f"  (changes with costs: low {sens.get('ranking_low')}, high {sens.get('ranking_high')})"
-    elif sens.get("ranking_robust"):
-        text += "  (holds for every cost between the profile's low and high values)"
-    else:
-        text += "  (the same at all-low and all-high costs"
+def ranking_text(sens: dict[str, Any], detail: bool = False) -> str:
+    """The ranking and whether the cost ranges can change it; the pairs that can swap are listed
+    whole with detail, else counted by the operation whose cost range drives them."""
+    order = sens.get("ranking_typical", [])
+    text = "ranking by cycles saved: " + " > ".join(order)
+    for lvl in ("low", "high"):
+        other = sens.get(f"ranking_{lvl}")
+        if other and other != order:
+            text += f"; at all-{lvl} costs: " + " > ".join(other)
     swaps = sens.get("pairs_that_can_swap") or []
-    if swaps:
-        pairs = ", ".join(f"{s['above']}/{s['below']} (driven by {s['driver']})" for s in swaps)
-        text += ("; " if sens.get("ranking_stable") else "  ") + f"can swap within the cost ranges: {pairs}"
-        if sens.get("ranking_stable"):
-            text += ")"
-    return text
+    if not swaps:
+        return text + ("; it holds for every cost between the profile's low and high values"
+                       if sens.get("ranking_robust") else "")
+    if detail:
+        pairs = ", ".join(f"{s['above']}/{s['below']} ({s['driver']})" for s in swaps)
+        return text + f"; can swap within the cost ranges: {pairs}"
+    drivers = collections.Counter(s["driver"] for s in swaps)
+    near = [f"{s['above']}/{s['below']}" for s in swaps
+            if s["above"] in order and s["below"] in order and order.index(s["below"]) == order.index(s["above"]) + 1]
+    by = ", ".join(f"{op} {n}" for op, n in drivers.most_common())
+    text += f"; {len(swaps)} pair{'s' if len(swaps) != 1 else ''} can swap within the cost ranges (driven by {by})"
+    if near:
+        text += f", neighbours among them: {', '.join(near)}"
+    return text + "; --detail lists them"
+
+
+def kernels_section(r: Report) -> list[Section]:
+    """The kernel behaviour each policy stands for (its version range or commit), in the table's order."""
+    if "kernel" not in r.policies.columns:
+        return []
+    rows = [[p, k] for p, k in policy_rates(r).select("policy", "kernel").iter_rows() if k]
+    return [Section("what each policy stands for", ["", ""], rows)] if rows else []
 
 
 def _secs(ts: int | None) -> str:
@@ -281,11 +297,12 @@ def sections(r: Report, *, mode: str = "default", event: str = "vmexit", key: st
     """What a person sees, in order. mode: summary (one screen), default, or detail (everything)."""
     out: list[Section | Para] = []
     if r.policies.height:
-        out += [policy_section(r), Para(ranking_text(r.sensitivity))]
+        out += [policy_section(r), Para(ranking_text(r.sensitivity, detail=mode == "detail"))]
     out += [Para(heading(r), "heading"), Para(filters_text(r))]
     out += [Para(w, "warning") for w in r.warnings if not w.startswith("fields kept as text")]
     if mode == "summary":
         return out
+    out += kernels_section(r)
     out += [x for x in (selection_section(r), window_section(r), trace_section(r)) if x is not None]
     if r.episodes.height:
         out.append(event_section(r, event, key, limit))

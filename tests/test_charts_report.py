@@ -140,7 +140,7 @@ def test_report_content(page, reports):
         for pol in r.policies["policy"].to_list():
             assert f"<td class=key>{pol}</td>" in page or f"<td class=key>{pol}<br>" in page
     assert "comparison (reference: svm-idle.v7.dat)" in page and "svm-mixed.v7zstd.dat against svm-idle.v7.dat" in page
-    assert "cost profile epyc" in page and "Xen" in page  # the costs' sources
+    assert "cost profile zen" in page and "Xen" in page  # the SVM default profile and the costs' sources
     # One container per chart and one spec for each: 5 per trace, 3 comparing them.
     assert page.count('<div class="chart" id="chart') == 2 * 5 + 3
     assert len(re.findall(r'<script type="application/json" id="spec\d+">', page)) == 2 * 5 + 3

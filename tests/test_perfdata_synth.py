@@ -45,7 +45,7 @@ def written(tmp_path_factory):
     """One generated trace per case, written as perf.data (made once for the tests below)."""
     out = {}
     for profile, isa in CASES:
-        gen = generate(profile, vcpus=2, seconds=0.05 if profile == "cpu" else 0.01, seed=5, isa=isa)
+        gen = generate(profile, vcpus=2, seconds=0.05 if profile in ("cpu", "idle") else 0.01, seed=5, isa=isa)
         path = tmp_path_factory.mktemp("perf") / f"{profile}-{isa}.perf.data"
         assert write_perfdata(gen, path) == len(gen)
         out[profile, isa] = (gen, path)
