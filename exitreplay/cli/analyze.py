@@ -19,13 +19,13 @@ from .common import (
     console,
     cpu_option,
     emit,
-    err_console,
     filters,
     from_option,
     load,
     pid_option,
     progress_bar,
     reason_option,
+    say,
     to_option,
     vcpu_option,
 )
@@ -101,7 +101,7 @@ def analyze(
             "limit": limit}
     if fmt in ("csv", "parquet") and output is not None:
         paths = export.write_dir(report, output, fmt)
-        err_console.print(f"wrote {len(paths)} files to {output}")
+        say(f"wrote {len(paths)} files to {output}", err=True)
     elif fmt == "table" and output is None:
         render_table(report, console, **view)
     elif fmt == "table":

@@ -64,6 +64,12 @@ def load(path: str) -> Trace:
         return read_trace(path, progress=cb)
 
 
+def say(text: str, err: bool = False) -> None:
+    """One message line as written: no markup (paths may hold brackets), no wrapping (so a long
+    path does not split the line for grep), whatever the console's width."""
+    (err_console if err else console).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def emit(text: str, output: str | None) -> None:
     if output:
         try:

@@ -6,12 +6,13 @@ import warnings
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..convert import convert_file
 from ..errors import TraceWarning
 from . import app
-from .common import console, err_console, load, progress_bar
+from .common import console, err_console, load, progress_bar, say
 
 
 def _fmt_ns(ns: int | None) -> str:
@@ -70,9 +71,9 @@ def info(
             dt.add_row("...", f"{len(m.dropped) - 50} more", "")
         console.print(dt)
     else:
-        console.print("events lost by the recorder: none reported")
+        say("events lost by the recorder: none reported")
     for w in m.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {w}")
+        err_console.print(f"[yellow]warning:[/yellow] {escape(w)}")
 
 
 @app.command()
@@ -93,4 +94,4 @@ def convert(
     size = trace.stat().st_size if trace.is_file() else None
     with progress_bar(f"converting {trace.name}", size, progress) as cb:
         paths, n = convert_file(trace, output, fmt, progress=cb)
-    console.print(f"wrote {len(paths)} files to {output} ({n:,} events)")
+    say(f"wrote {len(paths)} files to {output} ({n:,} events)")

@@ -12,7 +12,7 @@ from ..filters import parse_duration
 from ..record import DEFAULT_EVENTS, Progress, RecordResult, record
 from . import app
 from .analyze import parse_number
-from .common import console, err_console
+from .common import console, err_console, say
 
 
 def _si(x: float) -> str:
@@ -88,7 +88,7 @@ def record_command(
         result = record(output, events, duration=secs, command=command or None, buffer_kb=kb,
                         progress=progress if show else None, on_stop=stopping)
     for name in result.stale_removed:
-        err_console.print(f"note: removed the tracefs instance {name} a killed recording left behind")
+        say(f"note: removed the tracefs instance {name} a killed recording left behind", err=True)
     for line in summary_lines(result):
         console.print(line, highlight=False)
 

@@ -30,6 +30,7 @@ from .common import (
     load,
     pid_option,
     reason_option,
+    say,
     stage,
     to_option,
     vcpu_option,
@@ -203,7 +204,7 @@ def chart(
         c = charts.chart(kind, reports, labels, **({"policies": policy} if kind == "window" and policy else {}))
     with stage(f"rendering {output.name}"):
         save(c, output, png_scale=png_scale)
-    console.print(f"wrote {output}")
+    say(f"wrote {output}")
 
 
 @app.command()
@@ -224,7 +225,7 @@ def report(
     labels, reports = _reports(traces, policy, baseline, cost_profile, cpu_mhz, filters(pid, vcpu, cpu, reason, start, end))
     with stage("drawing the charts and writing the report"):
         write_report(reports, output, labels)
-    console.print(f"wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB)")
+    say(f"wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB)")
 
 
 def write_charts(report_obj, out_dir: Path, label: str) -> list[Path]:

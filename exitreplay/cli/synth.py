@@ -23,7 +23,7 @@ from ..synth.profiles import profile_names
 from ..synth.synthesize import synthesize
 from ..synth.templates import DEFAULT_TEMPLATE, template_names
 from . import app
-from .common import console, err_console
+from .common import err_console, say
 
 
 @app.command()
@@ -71,9 +71,9 @@ def synth(
             raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     dt = time.perf_counter() - t0
     kind = "perf.data" if output_format == "perf" else f"trace.dat v{version} {compression}"
-    console.print(f"wrote {output}: {w.events:,} events ({w.event_counts.get('kvm_exit', 0):,} kvm_exit), "
+    say(f"wrote {output}: {w.events:,} events ({w.event_counts.get('kvm_exit', 0):,} kvm_exit), "
                   f"{w.cpus} host CPU{'s' if w.cpus != 1 else ''}, {kind}")
-    console.print(f"{seconds:g} s traced; took {dt:.1f} s ({w.events / max(dt, 1e-9):,.0f} events/s)")
+    say(f"{seconds:g} s traced; took {dt:.1f} s ({w.events / max(dt, 1e-9):,.0f} events/s)")
 
 
 @contextlib.contextmanager
