@@ -7,6 +7,7 @@ kvm_exit from a 4.x kernel (no vcpu_id) and one from 6.x (vcpu_id, requests) dec
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import threading
 from collections.abc import Sequence
@@ -164,7 +165,13 @@ def parse_format(text: str | bytes, system: str | None = None) -> EventFormat:
 
     ValueError when the text cannot describe a real event: no name, an id that is not 0..65535,
     two fields of one name, a field beyond any record, a common field that is not an integer.
+    Results are remembered by text (formats are immutable): traces from one kernel share them.
     """
+    return _parse_format(text if isinstance(text, str | bytes) else bytes(text), system)
+
+
+@functools.lru_cache(maxsize=1 << 13)
+def _parse_format(text: str | bytes, system: str | None) -> EventFormat:
     text = _to_text(text)
     name = ""
     ev_id = -1

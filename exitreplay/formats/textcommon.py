@@ -308,10 +308,14 @@ def narrow(s: pl.Series) -> pl.Series:
     hi, lo = s.max(), s.min()
     if hi is None or (hi <= I64_MAX and lo >= I64_MIN):
         return s.cast(pl.Int64)
+    fits = s.is_between(I64_MIN, U64_MAX)
     if lo >= 0 and hi <= U64_MAX:
         return s.cast(pl.UInt64)
-    wrapped = pl.select(pl.when(s > I64_MAX).then(s - pl.lit(2**64, INT)).otherwise(s)).to_series()
-    return wrapped.cast(pl.Int64, strict=False)
+    if lo >= 0 and s.filter(fits).max() is not None and s.filter(fits).max() > I64_MAX:
+        return pl.select(pl.when(fits).then(s)).to_series().cast(pl.UInt64).alias(s.name)
+    wrapped = pl.select(pl.when(~fits).then(None).when(s > I64_MAX).then(s - pl.lit(2**64, INT))
+                        .otherwise(s)).to_series()
+    return wrapped.cast(pl.Int64, strict=False).alias(s.name)
 
 
 @dataclasses.dataclass

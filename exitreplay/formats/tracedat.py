@@ -339,10 +339,10 @@ def lost_warning(dropped: list[Dropped]) -> str | None:
         f"CPU {c}: {v if v else 'unknown number'}" for c, v in sorted(tot.items()))
 
 
-def emit_warnings(path: str, warn: list[str]) -> None:
+def emit_warnings(path: str, warn: list[str], stacklevel: int = 3) -> None:
     for w in warn:
         if "truncated" in w or "corrupt" in w:
-            warnings.warn(f"{path}: {w}", TraceWarning, stacklevel=3)
+            warnings.warn(f"{path}: {w}", TraceWarning, stacklevel=stacklevel)
 
 
 def _windows(keys: list[np.ndarray], target: int) -> list[list[tuple[int, int]]]:
@@ -413,7 +413,7 @@ def _read(path: str, tdf: TraceDatFile, bidx: int, buf: Buffer, progress) -> Tra
     if lw:
         warn.append(lw)
     warn = tdf.warnings + dec.warnings + warn
-    emit_warnings(path, warn)
+    emit_warnings(path, warn, stacklevel=5)  # at the caller of read_trace
     meta = dec.meta(dropped, warn, per_cpu, counts)
     return Trace(events, tables, meta, close=tdf.close)
 

@@ -570,7 +570,8 @@ class TraceDatFile:
         whole = max(0, min(n, (end - at - 8) // ps + 1)) if end - at >= 8 else 0
         dt = np.dtype("<u8" if self.endian == "little" else ">u8")
         out = np.zeros(n, np.uint64)
-        out[:whole] = np.ndarray((whole,), dt, buffer=self._mm, offset=at, strides=(ps,))
+        if whole:
+            out[:whole] = np.ndarray((whole,), dt, buffer=self._mm, offset=at, strides=(ps,))
         return out
 
     @cached_property

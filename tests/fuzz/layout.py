@@ -225,8 +225,8 @@ class _Walk:
             elif sid == SECTION_BUFFER:
                 self.buffer_data(body, body + size, compressed)
             elif flags & 1:
-                self.u(body, 4, "csize")
-                self.u(body + 4, 4, "usize")
+                self.u(body, 4, "section_csize")
+                self.u(body + 4, 4, "section_usize")
             elif sid == 16:
                 self.header_info(body)
             elif sid == 17:

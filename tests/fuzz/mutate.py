@@ -289,6 +289,8 @@ def _value_for(f: Field, old: int, size: int, page: int, rng: random.Random) -> 
         "endian": [0, 1],
         "csize": [old + 1, old - 1, size, 2**32 - 1, 0],
         "usize": [old + 1, old - 1, old * 1000, 2**32 - 1, 0, 40960 * 100],
+        "section_csize": [old + 1, old - 1, size, 2**32 - 1, 0],
+        "section_usize": [old + 1, old - 1, old * 1000, 2**32 - 1, 0],
         "id": list(range(26)) + [9999],
         "flags": [0, 1, 2, 3],
         "extend": [0, 2**32 - 1, 1],
@@ -332,12 +334,20 @@ def _option(lay: Layout, rng: random.Random, size: int) -> bytes:
     return struct.pack("<HI", oid, declared) + body
 
 
-def _shift_pointers(data: bytearray, lay: Layout, at: int, k: int) -> None:
+def insert(data: bytes, lay: Layout, at: int, blob: bytes, size_field: int | None) -> bytes:
+    """`blob` inserted at `at`, every file offset beyond it moved along, and the enclosing
+    section's size (the u64 at `size_field`, if any) grown by its length."""
+    buf = bytearray(data)
     for f in lay.fields:
-        if f.label == "ptr" and f.offset + f.width <= len(data):
-            v = int.from_bytes(data[f.offset: f.offset + f.width], "little")
+        if f.label == "ptr" and f.offset + f.width <= len(buf):
+            v = int.from_bytes(buf[f.offset: f.offset + f.width], "little")
             if v >= at:
-                data[f.offset: f.offset + f.width] = _u(v + k, f.width)
+                buf[f.offset: f.offset + f.width] = _u(v + len(blob), f.width)
+    if size_field is not None:
+        old = int.from_bytes(buf[size_field: size_field + 8], "little")
+        buf[size_field: size_field + 8] = _u(old + len(blob), 8)
+    buf[at:at] = blob
+    return bytes(buf)
 
 
 def container_mutation(data: bytes, lay: Layout, rng: random.Random, mut: Mutator) -> tuple[bytes, str]:
@@ -366,12 +376,7 @@ def container_mutation(data: bytes, lay: Layout, rng: random.Random, mut: Mutato
     if op == "insert_option" and lay.option_lists:
         at, size_field = rng.choice(lay.option_lists)
         opt = _option(lay, rng, len(buf))
-        _shift_pointers(buf, lay, at, len(opt))
-        if size_field is not None:
-            old = int.from_bytes(buf[size_field: size_field + 8], "little")
-            buf[size_field: size_field + 8] = _u(old + len(opt), 8)
-        buf[at:at] = opt
-        return bytes(buf), f"insert_option:{int.from_bytes(opt[:2], 'little')}@{at}"
+        return insert(data, lay, at, opt, size_field), f"insert_option:{int.from_bytes(opt[:2], 'little')}@{at}"
     if op == "delete" and len(buf) > 64:
         at = rng.choice([f.offset for f in lay.fields] or [rng.randrange(len(buf))])
         n = rng.choice([1, 2, 4, 8, 16, 100])
