@@ -1,9 +1,10 @@
 """A user's TOML file (policy, cost profile) as plain data, or one UsageError naming the file.
 
-tomllib accepts integers of any size and recurses once per nesting level, so a hostile file can
-raise OverflowError or RecursionError deep in the code that reads the values. TOML itself says
-an integer that is not 64-bit must be an error (toml.io, v1.0.0 "Integer"), and no policy or
-cost file nests more than a few tables; both are checked here, once, for every loader.
+tomllib accepts integers of any size, recurses once per nesting level and takes time quadratic in
+the parts of a dotted key, so a hostile file can raise OverflowError or RecursionError deep in the
+code that reads the values, or hold a loader for minutes. TOML itself says an integer that is not
+64-bit must be an error (toml.io, v1.0.0 "Integer"), and no policy or cost file nests more than a
+few tables; both are checked here, once, for every loader.
 """
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ def load_toml(path: Path, what: str) -> dict[str, Any]:
     if not path.exists():
         raise UsageError(f"{what} {path} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
+        if _dotted_too_deep(text):  # tomllib takes time quadratic in a dotted key's parts
+            raise UsageError(f"{what} {path}: nested more than {MAX_DEPTH} levels deep")
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{what} {path}: not valid TOML: {str(exc).splitlines()[0]}") from None
     except RecursionError:
@@ -33,6 +37,11 @@ def load_toml(path: Path, what: str) -> dict[str, Any]:
     if problem:
         raise UsageError(f"{what} {path}: {problem}")
     return data
+
+
+def _dotted_too_deep(text: str) -> bool:
+    """A key or table header of more parts than MAX_DEPTH allows (dots before any "=")."""
+    return any(line.split("=", 1)[0].count(".") > MAX_DEPTH for line in text.splitlines())
 
 
 def _check(data: dict) -> str | None:

@@ -137,7 +137,7 @@ def model_from(path: Path, pages_per_cpu: int = 3, max_cpus: int = 4, cmdline_li
         tdf.close()
 
 
-def text_head(path: Path, events: int = 60, blocks: int = 4) -> bytes:
+def text_head(path: Path, events: int = 32, blocks: int = 4) -> bytes:
     """The header lines and `events` other lines of a text trace, taken in `blocks` runs spread
     over the file (in file order)."""
     lines = path.read_bytes().splitlines(keepends=True)
@@ -180,7 +180,7 @@ def build_seeds(tmp: Path) -> list[Seed]:
     for src in TEXT_SOURCES:
         seeds.append(Seed(src.name, "text", text_head(src)))
     if (PUBLIC / "vmx-host-3.2-report.txt").is_file():
-        seeds.append(Seed("vmx-host-3.2-report.txt", "text", text_head(PUBLIC / "vmx-host-3.2-report.txt", 80)))
+        seeds.append(Seed("vmx-host-3.2-report.txt", "text", text_head(PUBLIC / "vmx-host-3.2-report.txt", 48)))
     for p in sorted((PACKAGE / "replay" / "policies").glob("*.toml")):
         seeds.append(Seed(p.name, "policy", p.read_bytes()))
     for p in sorted((PACKAGE / "replay" / "costs").glob("*.toml")):

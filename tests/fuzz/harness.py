@@ -355,9 +355,11 @@ class Summary:
     seconds: float = 0.0
     kind_seconds: Counter = dataclasses.field(default_factory=Counter)
     kinds: Counter = dataclasses.field(default_factory=Counter)
+    truncations: int = 0  # inputs that are a seed cut short (checked for the exact-prefix property)
 
     def add(self, o: Outcome) -> None:
         self.inputs += 1
+        self.truncations += len(o.ops) == 1 and o.ops[0].startswith("truncate@")
         self.kinds[o.kind] += 1
         self.kind_seconds[o.kind] += o.seconds
         self.counts[o.status] += 1
@@ -372,7 +374,7 @@ class Summary:
     def report(self) -> str:
         lines = [f"inputs {self.inputs} in {self.seconds:.0f} s: " + ", ".join(
             f"{s} {self.counts.get(s, 0)}" for s in STATUSES),
-            f"ResourceWarnings {self.resource_warnings}; slowest input {self.slowest:.2f} s; "
+            f"truncations {self.truncations}; ResourceWarnings {self.resource_warnings}; slowest input {self.slowest:.2f} s; "
             f"largest peak {self.peak_mib:.0f} MiB; mean ms per input: " + ", ".join(
                 f"{k} {1000 * self.kind_seconds[k] / n:.0f} ({n})" for k, n in sorted(self.kinds.items()))]
         for key, o in sorted(self.sites.items()):
