@@ -124,3 +124,21 @@ def test_cut_before_the_data_is_the_projects_error(tmp_path):
     p.write_bytes(path.read_bytes()[: first + 20])
     with pytest.raises(TraceError, match="truncated"):
         exitreplay.read_trace(p)
+
+
+@pytest.mark.parametrize("name", ["pvm-longmode-msr.v7.dat", "pvm-longmode-msr.v7zstd.dat"])
+def test_convert_streams_a_cut_v7_file_as_read_trace_reads_it(tmp_path, name):
+    from exitreplay.convert import convert_file
+
+    data = (REAL / name).read_bytes()
+    tdf = TraceDatFile(REAL / name)
+    cpus = tdf.buffers[0].cpus
+    cut = (cpus[0].offset + cpus[-1].offset + cpus[-1].size) // 2
+    tdf.close()
+    p = tmp_path / "cut.dat"
+    p.write_bytes(data[:cut])
+    with pytest.warns(TraceWarning):
+        n = len(exitreplay.read_trace(p))
+    with pytest.warns(TraceWarning):
+        _paths, rows = convert_file(p, tmp_path / "out", chunk_bytes=1 << 15)
+    assert rows == n > 0

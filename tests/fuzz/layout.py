@@ -77,25 +77,23 @@ class _Walk:
         self.region(at + 8, n, "header_event")
         return at + 8 + n
 
+    def format_list(self, at: int) -> int:
+        """A count, then per format text its u64 size and the text."""
+        count = self.u(at, 4, "count")
+        at += 4
+        for _ in range(min(count, 10000)):
+            n = self.u(at, 8, "size")
+            self.region(at + 8, n, "format")
+            at += 8 + n
+        return at
+
     def formats(self, at: int, with_systems: bool) -> int:
         if not with_systems:
-            count = self.u(at, 4, "count")
-            at += 4
-            for _ in range(min(count, 10000)):
-                n = self.u(at, 8, "size")
-                self.region(at + 8, n, "format")
-                at += 8 + n
-            return at
+            return self.format_list(at)
         nsys = self.u(at, 4, "count")
         at += 4
         for _ in range(min(nsys, 1000)):
-            at = self.cstr(at)
-            count = self.u(at, 4, "count")
-            at += 4
-            for _ in range(min(count, 10000)):
-                n = self.u(at, 8, "size")
-                self.region(at + 8, n, "format")
-                at += 8 + n
+            at = self.format_list(self.cstr(at))
         return at
 
     def pages(self, at: int, length: int, long_size: int = 8) -> None:
