@@ -95,6 +95,11 @@ def test_chunk_claiming_gigabytes(tmp_path, comp, label):
     assert peak < 64 << 20
 
 
+def test_empty_compressed_chunks(tmp_path):
+    """Chunks of 0 bytes would make a file of N bytes a table of N/8 chunks: refused."""
+    refused(edit_field(tiny_dat(tmp_path / "c0.dat", compression="zstd"), "csize", 0), "a chunk of 0 bytes")
+
+
 def test_compressed_chunk_beyond_the_file(tmp_path):
     p = edit_field(tiny_dat(tmp_path / "csize.dat", compression="zstd"), "csize", 2**32 - 1)
     tr, tables = read_all(p)  # read as a chunk cut by the end of the file: what it still gives
@@ -102,7 +107,7 @@ def test_compressed_chunk_beyond_the_file(tmp_path):
     assert len(tr) <= 5 and set(tables["kvm_fpu"].column("load").to_pylist()) <= {1}
 
 
-@pytest.mark.parametrize("size", [0, 2, 4097, 2**31])
+@pytest.mark.parametrize("size", [0, 2, 4097, 2**21, 2**31])
 def test_buffer_page_size(tmp_path, size):
     p = edit_field(tiny_dat(tmp_path / f"ps{size}.dat"), "page_size", size, which=1)  # the BUFFER option's
     refused(p, f"page size {size}")  # were ZeroDivisionError, ValueError, MemoryError in the page walk

@@ -12,9 +12,12 @@ MAX_CPUS = 1 << 16
 MAX_EVENT_ID = (1 << 16) - 1
 # pids: pid_t is an int; the kernel's PID_MAX_LIMIT is 2^22. The columns are int32.
 MAX_PID = (1 << 31) - 1
-# Ring-buffer pages: at least a header and a record; sub-buffers are at most a few MiB.
+# Ring-buffer pages: at least a header and a record. A sub-buffer may not be larger than the
+# 20-bit write counter (kernel/trace/ring_buffer.c, ring_buffer_subbuf_order_set: "psize >
+# RB_WRITE_MASK + 1" is -EINVAL, RB_WRITE_MASK 0xfffff), so 1 MiB; this also bounds the page walk,
+# one NumPy step per record slot of the fullest page.
 MIN_PAGE_SIZE = 64
-MAX_PAGE_SIZE = 1 << 24
+MAX_PAGE_SIZE = 1 << 20
 # A record lies in one page, so no field of an event format may reach past this.
 MAX_RECORD = MAX_PAGE_SIZE
 # Timestamps are int64 ns; time offsets beyond +-2^62 ns (146 years) are corrupt.

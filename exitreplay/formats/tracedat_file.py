@@ -640,6 +640,8 @@ class TraceDatFile:
             count = c.u(4)
             for _ in range(count):
                 csize, usize = c.u(4), c.u(4)
+                if csize < 8:  # smaller than any zstd frame or zlib stream: each chunk costs a table entry
+                    raise TraceError(self.path, f"corrupt compressed {what}: a chunk of {csize} bytes")
                 self._check_expansion(csize, usize, what)
                 if c.pos + csize > len(self._mm):
                     head = self._decompress(self._mm[c.pos:], usize, what, partial=True)
