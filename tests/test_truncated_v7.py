@@ -57,6 +57,9 @@ def cut_points(tdf: TraceDatFile) -> list[int]:
     start, end = cpus[0].offset, max(cd.offset + cd.size for cd in cpus)
     pts = {int(x) for x in np.linspace(start, end, CUTS)}
     pts |= {cd.offset + d for cd in cpus for d in (-1, 0, 1, 17)}
+    # A cut before a page's time stamp (1-7 bytes in): that page must not look like a CPU boundary.
+    ps = tdf.page_size
+    pts |= {cd.offset + ps + d for cd in cpus for d in (1, 7) if cd.size > ps}
     pts |= set(random.Random(str(tdf.path)).sample(range(start, tdf.file_size), 4))
     pts |= {end, end + 8, tdf.file_size - 1}
     return sorted(p for p in pts if 0 < p < tdf.file_size)

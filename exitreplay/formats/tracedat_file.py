@@ -564,15 +564,13 @@ class TraceDatFile:
         return _Cursor(self._mm, at, self.endian, self.path, "CPU data").u(4)
 
     def page_stamps(self, at: int, end: int) -> np.ndarray:
-        """The header time stamp of every page from `at` to `end` (0 for a page cut before it)."""
+        """The header time stamp of every page from `at` to `end` whose time stamp is there."""
         ps = self.page_size
-        n = -(-(end - at) // ps) if end > at else 0
-        whole = max(0, min(n, (end - at - 8) // ps + 1)) if end - at >= 8 else 0
+        whole = (end - at - 8) // ps + 1 if end - at >= 8 else 0
+        if whole <= 0:
+            return np.zeros(0, np.uint64)
         dt = np.dtype("<u8" if self.endian == "little" else ">u8")
-        out = np.zeros(n, np.uint64)
-        if whole:
-            out[:whole] = np.ndarray((whole,), dt, buffer=self._mm, offset=at, strides=(ps,))
-        return out
+        return np.ndarray((whole,), dt, buffer=self._mm, offset=at, strides=(ps,)).astype(np.uint64)
 
     @cached_property
     def tsc2nsec(self) -> tuple[int, int, int] | None:

@@ -97,10 +97,10 @@ def _compressed_blocks(tdf: TraceDatFile, at: int, end: int) -> list[tuple[int, 
 def _page_runs(tdf: TraceDatFile, at: int, end: int) -> list[tuple[int, int]]:
     """(offset, size) of each CPU's pages, split where the page time stamps go back."""
     ps = tdf.page_size
-    stamps = tdf.page_stamps(at, end)
-    n = stamps.size
+    n = -(-(end - at) // ps) if end > at else 0
     if n == 0:
         return []
+    stamps = tdf.page_stamps(at, end)  # a page cut before its time stamp joins the run before it
     back = np.flatnonzero(stamps[1:] < stamps[:-1]) + 1
     most = max(1, _expected_cpus(tdf)) - 1
     if back.size > most:  # the largest steps back are CPU boundaries; smaller ones a clock's jitter
