@@ -265,7 +265,9 @@ def _as_kind(col: pa.ChunkedArray, kind: str) -> pa.ChunkedArray | None:
             return col
         return col.cast(pa.string()) if pa.types.is_large_string(t) else None
     if pa.types.is_integer(t):
-        return col
+        # Nulls are filled with -1 or 0 downstream: an unsigned column with nulls becomes int64
+        # (two's complement for values above 2^63, which no field the analysis compares holds).
+        return col.cast(pa.int64(), safe=False) if col.null_count and pa.types.is_unsigned_integer(t) else col
     if pa.types.is_boolean(t):
         return col.cast(pa.int8())
     if pa.types.is_string(t) or pa.types.is_large_string(t):

@@ -108,3 +108,15 @@ def test_bad_baseline_file_is_named(tmp_path, capsys, monkeypatch):
                     tmp_path / "cache")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"policy file {p}: not valid TOML: nested too deeply" in proc.stderr
+
+
+def test_unsigned_field_with_nulls():
+    """vcpu_id is unsigned; where a record is too short to hold it, it is null, and the analysis
+    fills nulls with -1 (was OverflowError: negative value to unsigned int)."""
+    t = exits_trace()
+    tables = {n: t.table(n) for n in t.event_names}
+    en = tables["kvm_entry"]
+    i = en.column_names.index("vcpu_id")
+    tables["kvm_entry"] = en.set_column(i, "vcpu_id", pa.array([0, None, 0], pa.uint32()))
+    r = exitreplay.analyze(Trace(t.events, tables, t.meta))
+    assert r.summary["exits"] == 2

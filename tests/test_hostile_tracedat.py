@@ -123,6 +123,16 @@ def test_header_event_values_beyond_five_bits(tmp_path, text, word):
     refused(tiny_dat(tmp_path / "he.dat", header_event=text), word)  # was IndexError / MemoryError
 
 
+def test_header_event_is_checked_even_without_data(tmp_path):
+    """read_trace and convert give the same answer for a file with no pages to decode."""
+    bad = b"\ttype_len    :    5 bits\n\ttime_delta  :   27 bits\n\ttime_extend : type == 99\n"
+    p = tiny_dat(tmp_path / "he0.dat", header_event=bad, events_per_cpu=(0,))
+    msg = refused(p, "time_extend 99")
+    with pytest.raises(TraceError) as exc:
+        convert_file(p, tmp_path / "out")  # wrote an empty conversion before
+    assert str(exc.value) == msg
+
+
 @pytest.mark.parametrize("change,word", [
     ((b"commit;\toffset:8;\tsize:8", b"commit;\toffset:8;\tsize:65536"), "65536-byte commit"),  # was a bad dtype
     ((b"data;\toffset:16", b"data;\toffset:5000"), "page data at offset 5000"),  # beyond the page

@@ -488,9 +488,10 @@ class TraceDatFile:
             if bad or len(set(ids)) != len(ids):
                 what = f"CPU id {bad[0]}" if bad else "a CPU listed twice"
                 raise TraceError(self.path, f"corrupt CPU table of buffer {buf.name!r}: {what}")
-            if buf.latency or not buf.cpus:
+            if buf.latency:
                 continue
             hp = hp or self.header_page
+            _ = self.header_event  # both headers are checked however little data follows
             if hp.data_offset + 4 > buf.page_size:
                 raise TraceError(self.path, f"corrupt header_page: page data at offset {hp.data_offset} of a "
                                             f"{buf.page_size}-byte page")
