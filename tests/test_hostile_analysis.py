@@ -113,7 +113,7 @@ def test_bad_baseline_file_is_named(tmp_path, capsys, monkeypatch):
 def test_unsigned_field_with_nulls():
     """vcpu_id is unsigned; where a record is too short to hold it, it is null, and the analysis
     fills nulls with -1 (was OverflowError: negative value to unsigned int)."""
-    t = exits_trace()
+    t = exits_trace(vcpu_id=pa.array([0, None], pa.uint32()))
     tables = {n: t.table(n) for n in t.event_names}
     en = tables["kvm_entry"]
     i = en.column_names.index("vcpu_id")
