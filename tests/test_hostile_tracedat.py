@@ -183,6 +183,14 @@ def test_wide_field_on_short_records_stays_small(tmp_path):
     assert peak < 64 << 20, peak  # the naive gather is 20000 x 4000 = 80 MB for a 300 KB file
 
 
+def test_format_whose_only_field_takes_no_bytes(tmp_path):
+    """`char buf[]` of size 0 (a flexible array, as in ftrace's print event) as the only field:
+    a gather of width 0 (was TypeError: 'NoneType' object is not subscriptable)."""
+    f = b"\tfield:char buf[];\toffset:8;\tsize:0;\tsigned:0;\n"
+    _tr, tables = read_all(tiny_dat(tmp_path / "zero.dat", formats=(fmt(fields=f),)))
+    assert tables["kvm_fpu"].column("buf").to_pylist() == [""] * 5
+
+
 def test_field_named_like_a_key_column_keeps_the_keys(tmp_path):
     f = b"\tfield:u32 row;\toffset:8;\tsize:4;\tsigned:0;\n"
     _tr, tables = read_all(tiny_dat(tmp_path / "row.dat", formats=(fmt(fields=f),), body=b"\xff\xff\xff\x7f"))

@@ -359,7 +359,9 @@ def gather_fixed(fields: Sequence[Field], data: np.ndarray, offsets: np.ndarray,
         if not fields or not part.size:
             return
         part = part.astype(np.intp, copy=False)
-        near_end = part >= room
+        # No view: the fields take no bytes (flexible arrays, `char buf[]` of size 0) or the data
+        # is shorter than one record; every row takes the bounds-checked path.
+        near_end = part >= room if view is not None else np.ones(part.size, bool)
         if near_end.any():
             blk = np.zeros((part.size, width), dtype=np.uint8)
             inside = np.flatnonzero(~near_end)
