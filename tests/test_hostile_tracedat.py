@@ -183,6 +183,14 @@ def test_wide_field_on_short_records_stays_small(tmp_path):
     assert peak < 64 << 20, peak  # the naive gather is 20000 x 4000 = 80 MB for a 300 KB file
 
 
+def test_field_without_a_type_or_signedness(tmp_path):
+    """A field line of a bare name without "signed:" (formats before 2.6.30 lack it): was an
+    IndexError guessing the sign from the empty type."""
+    f = b"\tfield:load;\toffset:8;\tsize:4;\n"
+    _tr, tables = read_all(tiny_dat(tmp_path / "bare.dat", formats=(fmt(fields=f),)))
+    assert tables["kvm_fpu"].column("load").to_pylist() == [1] * 5
+
+
 def test_format_whose_only_field_takes_no_bytes(tmp_path):
     """`char buf[]` of size 0 (a flexible array, as in ftrace's print event) as the only field:
     a gather of width 0 (was TypeError: 'NoneType' object is not subscriptable)."""

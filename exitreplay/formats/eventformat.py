@@ -156,7 +156,7 @@ def _parse_field(decl: str, offset: int, size: int, signed: int | None) -> Field
     m = _NAME_RE.match(decl)
     ctype, name = (m["type"].strip(), m["name"]) if m else ("int", decl)
     if signed is None:  # formats older than 2.6.30 lack "signed:"
-        signed = 0 if ("unsigned" in ctype or ctype.split()[0].startswith("u") or "*" in ctype) else 1
+        signed = 0 if ("unsigned" in ctype or ctype.lstrip().startswith("u") or "*" in ctype) else 1
     return Field(name, ctype, offset, size, bool(signed), None, False, False, False)
 
 
