@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from pyarrow import ipc
 
 from .callmodule import make_callable
-from .errors import UsageError
+from .errors import TraceError, UsageError
 from .formats.ringbuffer import Missed, decode_pages
 from .formats.tracedat import (
     WORKERS,
@@ -36,6 +36,7 @@ from .formats.tracedat import (
     lost_warning,
     merge_key,
     open_buffer,
+    require_formats,
     thread_pool,
 )
 from .schema import EVENTS_SCHEMA
@@ -50,8 +51,30 @@ HOLD_BYTES = 16 << 20
 Progress = Callable[[int, int], None]
 
 
+EVENTS = object()  # key of the events table's sink: no event type's name can equal it
+MAX_NAME = 200  # bytes of a file name stem (NAME_MAX is 255 with room for the extension)
+
+
 def _safe(name: str) -> str:
-    return re.sub(r"[^\w.-]", "_", name)
+    return re.sub(r"[^\w.-]", "_", name, flags=re.ASCII)
+
+
+def file_stem(name: str, taken: dict[str, str], trace_path: str | None) -> str:
+    """The file name (without extension) an event type is written under. Names come from the trace,
+    so a name that would make a hidden file, an over-long name, or one that sanitises to another
+    type's file (or to `events`) is refused: nothing is written where the user would not look."""
+    stem = _safe(name)
+    problem = None
+    if not stem or stem.startswith("."):
+        problem = f"its file name {stem!r} would be hidden"
+    elif len(stem.encode()) > MAX_NAME:
+        problem = f"its file name would be {len(stem.encode())} bytes long (at most {MAX_NAME})"
+    elif stem.casefold() in taken:
+        problem = f"its file name {stem!r} is also that of {taken[stem.casefold()]!r}"
+    if problem:
+        raise TraceError(trace_path, f"cannot convert event type {name[:80]!r}: {problem}")
+    taken[stem.casefold()] = name
+    return stem
 
 
 class _Writer:
@@ -143,22 +166,25 @@ class _Sink:
 class _Outputs:
     """The files of one conversion, opened as their first rows arrive."""
 
-    def __init__(self, out: Path, fmt: str, workers: int = 0):
-        self.out, self.fmt = out, fmt
+    def __init__(self, out: Path, fmt: str, workers: int = 0, trace_path: str | None = None):
+        """`open(EVENTS, ...)` is the events file; every other name is an event type's."""
+        self.out, self.fmt, self.trace_path = out, fmt, trace_path
         self.ext = ".parquet" if fmt == "parquet" else ".arrow"
-        self.sinks: dict[str, _Sink] = {}
+        self.sinks: dict[object, _Sink] = {}
         self.paths: list[Path] = []
+        self.stems: dict[str, str] = {"events": "the events table"}
         self.writer = _Writer(workers) if workers else None
 
-    def open(self, name: str, schema: pa.Schema) -> _Sink:
+    def open(self, name: str | object, schema: pa.Schema) -> _Sink:
         sink = self.sinks.get(name)
         if sink is None:
-            path = self.out / f"{_safe(name)}{self.ext}"
+            stem = "events" if name is EVENTS else file_stem(name, self.stems, self.trace_path)
+            path = self.out / f"{stem}{self.ext}"
             sink = self.sinks[name] = _Sink(path, self.fmt, schema, self.writer)
             self.paths.append(path)
         return sink
 
-    def add(self, name: str, batch: pa.RecordBatch | pa.Table) -> None:
+    def add(self, name: str | object, batch: pa.RecordBatch | pa.Table) -> None:
         self.open(name, batch.schema).add(batch)
         if sum(s.held_bytes for s in self.sinks.values()) > HOLD_BYTES:
             for s in self.sinks.values():
@@ -196,13 +222,14 @@ def convert(trace: Trace, out_dir: str | os.PathLike, fmt: str = "parquet") -> l
     Each event type is decoded, written and dropped in turn.
     """
     out = _prepare(out_dir, fmt)
-    files = _Outputs(out, fmt)
+    files = _Outputs(out, fmt, trace_path=trace.meta.path)
     isa: set[int] = set()
     try:
-        files.add("events", with_row(trace.events, 0, trace.meta))
+        files.add(EVENTS, with_row(trace.events, 0, trace.meta))
         for name in trace.event_names:
-            files.add(name, trace.table(name))
-            isa |= _isas(name, trace.table(name))
+            table = trace.raw_table(name)
+            files.add(name, table)
+            isa |= _isas(name, table)
             trace._cache.pop(name, None)  # decoded, written: let it go
     finally:
         files.close()
@@ -267,8 +294,8 @@ def convert_file(path: str | os.PathLike, out_dir: str | os.PathLike, fmt: str =
             return _convert_stream(path, out, fmt, progress, chunk_bytes, every_id=False)
         except _DictionaryGrew:  # Arrow IPC files cannot change a dictionary once written
             return _convert_stream(path, out, fmt, progress, chunk_bytes, every_id=True)
-    trace = read_trace(path, progress=progress)
-    return convert(trace, out_dir, fmt), len(trace)
+    with read_trace(path, progress=progress) as trace:
+        return convert(trace, out_dir, fmt), len(trace)
 
 
 class _DictionaryGrew(Exception):
@@ -314,27 +341,33 @@ class _Names:
 
 def _convert_stream(path: str, out: Path, fmt: str, progress: Progress | None, chunk_bytes: int,
                     every_id: bool) -> tuple[list[Path], int]:
-    stream = TraceDatStream(path, chunk_bytes)
+    with TraceDatStream(path, chunk_bytes) as stream:
+        return _write_stream(stream, path, out, fmt, progress, every_id)
+
+
+def _write_stream(stream: TraceDatStream, path: str, out: Path, fmt: str, progress: Progress | None,
+                  every_id: bool) -> tuple[list[Path], int]:
     dec = stream.dec
     names = _Names(dec, every_id)
     comm_dict = pa.array(dec.comm_names, pa.string())
-    files = _Outputs(out, fmt, WORKERS)
+    files = _Outputs(out, fmt, WORKERS, trace_path=path)
     counts = np.zeros(1 << 16, dtype=np.int64)
     first_ts = last_ts = None
     try:
         meta0 = stream.meta({})
         isa: set[int] = set()
-        files.open("events", with_row(EVENTS_SCHEMA.empty_table(), 0, meta0).schema)
+        files.open(EVENTS, with_row(EVENTS_SCHEMA.empty_table(), 0, meta0).schema)
         with thread_pool() as pool:
             for w in stream.windows(progress):
+                require_formats(path, dec, w.ts.size)
                 code, grew = names.codes(w.type_id)
-                ev_sink = files.sinks["events"]
+                ev_sink = files.sinks[EVENTS]
                 if grew and fmt == "arrow" and (ev_sink.held or ev_sink.submitted):
                     raise _DictionaryGrew
                 counts += np.bincount(w.type_id, minlength=1 << 16)
                 first_ts = int(w.ts[0]) if first_ts is None else first_ts
                 last_ts = int(w.ts[-1])
-                files.add("events", with_row(_events_batch(w, code, names, comm_dict), w.row_base, meta0))
+                files.add(EVENTS, with_row(_events_batch(w, code, names, comm_dict), w.row_base, meta0))
                 for t in np.flatnonzero(np.bincount(w.type_id, minlength=1)).tolist():
                     rows = np.flatnonzero(w.type_id == t)
                     table = dec.table(t, rows, w.row_base, w.ts, w.cpu, w.pid, w.data, w.off, w.size, pool)
@@ -443,12 +476,22 @@ class TraceDatStream:
     def __init__(self, path: str, chunk_bytes: int = CHUNK_BYTES, buffer: str | None = None):
         self.path = path
         self.tdf, bidx, self.buf = open_buffer(path, buffer)
-        self.dec = Decoder(self.tdf, self.buf)
+        try:
+            self.dec = Decoder(self.tdf, self.buf)
+        except BaseException:
+            self.tdf.close()
+            raise
         per_cpu = chunk_bytes // max(1, len(self.buf.cpus))
         self.cpus = [_Cpu(cd.cpu, self.tdf.iter_cpu_data(i, bidx, per_cpu)) for i, cd in enumerate(self.buf.cpus)]
         self.rows = 0
         self.dropped: list[Dropped] = []
         self._last_ts = 0
+
+    def __enter__(self) -> TraceDatStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.tdf.close()
 
     def windows(self, progress: Progress | None = None) -> Iterator[Window]:
         tdf, ps, cpus = self.tdf, self.buf.page_size, self.cpus

@@ -9,8 +9,24 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import UsageError
+from .errors import TraceError, UsageError
 from .schema import TABLE_KEY_COLUMNS, conform_events
+
+# Key columns of every per-event table and their types.
+KEY_TYPES = dict(zip(TABLE_KEY_COLUMNS, (pa.int64(), pa.int64(), pa.int32(), pa.int32())))
+_VCPU = {"vcpu_id": ("int", False)}
+# The fields the analysis reads (episodes.py), by event: kind ("int" or "str") and whether the
+# event is useless to it without the field. `Trace.table` guarantees them, so a hostile or
+# unparsed file gives a TraceError, not a KeyError or a cast failure deep in the analysis.
+ANALYSIS_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
+    "kvm_exit": {"exit_reason": ("int", True), "isa": ("int", False), "info1": ("int", False), **_VCPU},
+    "kvm_userspace_exit": {"reason": ("int", True), **_VCPU},
+    "sched_switch": {"prev_pid": ("int", True), "next_pid": ("int", True), "prev_state": ("int", True),
+                     "next_comm": ("str", False)},
+    "kvm_msr": {"ecx": ("int", True), "write": ("int", True), **_VCPU},
+    **{name: dict(_VCPU) for name in ("kvm_entry", "kvm_fpu", "kvm_pio", "kvm_mmio", "kvm_emulate_insn",
+                                      "kvm_vcpu_wakeup")},
+}
 
 
 @dataclasses.dataclass
@@ -81,14 +97,18 @@ class Trace:
     - `meta`: where it came from and what was lost.
 
     Per-event tables may be built lazily (a reader passes a callable), so asking for `kvm_exit`
-    does not decode `sched_switch`.
+    does not decode `sched_switch`. A Trace read from a file may keep it open for those tables:
+    `close()` (or `with read_trace(path) as trace:`) releases it; tables decoded before stay.
     """
 
-    def __init__(self, events: pa.Table, tables: Mapping[str, TableSource], meta: TraceMeta):
+    def __init__(self, events: pa.Table, tables: Mapping[str, TableSource], meta: TraceMeta,
+                 close: Callable[[], None] | None = None):
         self.events = conform_events(events)
         self._sources: dict[str, TableSource] = dict(tables)
         self._cache: dict[str, pa.Table] = {}
         self.meta = meta
+        self._close = close
+        self.closed = False
         if not meta.event_counts and self.events.num_rows:
             meta.event_counts = _value_counts(self.events.column("event"))
         if meta.first_ts is None and self.events.num_rows:
@@ -111,24 +131,82 @@ class Trace:
     def has(self, name: str) -> bool:
         return name in self._sources
 
+    def __enter__(self) -> Trace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the file behind the tables not decoded yet (they can no longer be read)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._sources = {k: v for k, v in self._sources.items() if not callable(v)} | {
+            k: _closed for k, v in self._sources.items() if callable(v)}
+        close, self._close = self._close, None
+        if close is not None:
+            close()
+
     def table(self, name: str) -> pa.Table:
         """Typed table of one event type (columns `row`, `ts`, `cpu`, `pid`, then its fields).
 
-        An event type absent from the trace gives a KeyError naming the ones present.
+        An event type absent from the trace gives a KeyError naming the ones present. The fields
+        the analysis reads (`ANALYSIS_FIELDS`) are integers or strings as it expects, or the call
+        raises a TraceError naming the file and the field.
         """
         if name not in self._cache:
-            try:
-                src = self._sources[name]
-            except KeyError:
-                raise KeyError(
-                    f"no {name!r} events in this trace (it has: {', '.join(self.event_names) or 'none'})"
-                ) from None
-            tbl = src() if callable(src) else src
-            missing = [c for c in TABLE_KEY_COLUMNS if c not in tbl.column_names]
-            if missing:
-                raise ValueError(f"table {name!r} lacks key columns {missing}")
-            self._cache[name] = tbl
+            self._cache[name] = self._conform(name, self.raw_table(name))
         return self._cache[name]
+
+    def raw_table(self, name: str) -> pa.Table:
+        """The table as its reader built it (key columns checked, fields as decoded)."""
+        if name in self._cache:
+            return self._cache[name]
+        try:
+            src = self._sources[name]
+        except KeyError:
+            raise KeyError(
+                f"no {name!r} events in this trace (it has: {', '.join(self.event_names) or 'none'})"
+            ) from None
+        if src is _closed:
+            raise TraceError(self.meta.path, f"the trace is closed: its {name} table was not read before")
+        return self._keys(name, src() if callable(src) else src)
+
+    def _keys(self, name: str, tbl: pa.Table) -> pa.Table:
+        for col, typ in KEY_TYPES.items():
+            if col not in tbl.column_names:
+                raise TraceError(self.meta.path, f"table {name!r} lacks its {col} column")
+            if tbl.column(col).type != typ:
+                try:
+                    tbl = tbl.set_column(tbl.column_names.index(col), col, tbl.column(col).cast(typ))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    raise TraceError(self.meta.path, f"table {name!r}: its {col} column is not {typ}") from None
+        rows = tbl.column("row")
+        lo_hi = pc.min_max(rows).as_py() if tbl.num_rows else {"min": 0, "max": 0}
+        if rows.null_count or lo_hi["min"] < 0 or lo_hi["max"] >= max(self.events.num_rows, 1):
+            raise TraceError(self.meta.path, f"table {name!r}: rows outside the trace's {self.events.num_rows} events")
+        return tbl
+
+    def _conform(self, name: str, tbl: pa.Table) -> pa.Table:
+        for field, (kind, required) in ANALYSIS_FIELDS.get(name, {}).items():
+            if field not in tbl.column_names:
+                if required:
+                    raise TraceError(self.meta.path, f"{name} events have no {field} field "
+                                                     "(their format or text lacks it): they cannot be analyzed")
+                continue
+            col = _as_kind(tbl.column(field), kind)
+            if col is None and required:
+                raise TraceError(self.meta.path, f"{name} events: the {field} field is {tbl.column(field).type}, "
+                                                 f"not {'an integer' if kind == 'int' else 'text'}")
+            i = tbl.column_names.index(field)
+            if col is None:
+                self.meta.warnings.append(f"{name}: the {field} field is {tbl.column(field).type}, not "
+                                          f"{'an integer' if kind == 'int' else 'text'}: ignored")
+                tbl = tbl.remove_column(i)
+            else:
+                tbl = tbl.set_column(i, field, col)
+        return tbl
 
     def tables(self, names: Iterable[str] | None = None) -> dict[str, pa.Table]:
         return {n: self.table(n) for n in (names if names is not None else self.event_names)}
@@ -173,6 +251,31 @@ class Trace:
             ],
         )
         return Trace(events, tables, meta)
+
+
+def _closed() -> pa.Table:  # marks a table whose file was closed before it was read
+    raise AssertionError("unreachable")
+
+
+def _as_kind(col: pa.ChunkedArray, kind: str) -> pa.ChunkedArray | None:
+    """The column as an integer or string column, or None when it holds something else."""
+    t = col.type
+    if kind == "str":
+        if pa.types.is_string(t):
+            return col
+        return col.cast(pa.string()) if pa.types.is_large_string(t) else None
+    if pa.types.is_integer(t):
+        # Nulls are filled with -1 or 0 downstream: an unsigned column with nulls becomes int64
+        # (two's complement for values above 2^63, which no field the analysis compares holds).
+        return col.cast(pa.int64(), safe=False) if col.null_count and pa.types.is_unsigned_integer(t) else col
+    if pa.types.is_boolean(t):
+        return col.cast(pa.int8())
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        try:
+            return col.cast(pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+    return None
 
 
 def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:

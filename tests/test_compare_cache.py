@@ -116,8 +116,8 @@ def test_other_options_and_code_are_part_of_the_key(setup, monkeypatch):
 
 def test_a_damaged_entry_is_recomputed(setup):
     run(setup, jobs=1)
-    for p in (setup / "cache").glob("*.pkl"):
-        p.write_bytes(b"not a pickle")
+    for p in (setup / "cache").glob("*.arrow"):
+        p.write_bytes(b"not an Arrow file")
     again = run(setup, jobs=1)
     assert not any(r.cached for r in again.results) and again.errors == []
 

@@ -7,12 +7,15 @@ kvm_exit from a 4.x kernel (no vcpu_id) and one from 6.x (vcpu_id, requests) dec
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import threading
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+
+from .limits import GATHER_BYTES, MAX_EVENT_ID, MAX_RECORD
 
 COMMON_PREFIX = "common_"
 
@@ -120,13 +123,16 @@ def _parse_field(decl: str, offset: int, size: int, signed: int | None) -> Field
     data_loc = decl.startswith("__data_loc")
     rel_loc = decl.startswith("__rel_loc")
     if data_loc or rel_loc:
-        decl_body = decl.split(None, 1)[1]
-        m = _ARRAY_RE.match(decl_body)
-        if m is None:  # "__data_loc char[] name": the [] sits on the type
-            parts = decl_body.rsplit(None, 1)
-            ctype, name = parts[0], parts[-1]
-        else:
+        parts = decl.split(None, 1)
+        m = _ARRAY_RE.match(parts[-1]) if len(parts) == 2 else None
+        if m is not None:
             ctype, name = m["type"], m["name"]
+        elif len(parts) == 2 and len(parts[1].rsplit(None, 1)) == 2:  # "__data_loc char[] name"
+            ctype, name = parts[1].rsplit(None, 1)
+        else:
+            raise ValueError(f"field {decl!r}: a {parts[0]} field needs a type and a name")
+        if size != 4:  # the kernel stores (length << 16 | offset) in 32 bits
+            raise ValueError(f"field {name}: {parts[0]} of size {size} (it is 4 bytes)")
         ctype = ctype.replace("[]", "").strip()
         is_string = _base_type(ctype) == "char"
         return Field(name, ("__rel_loc " if rel_loc else "__data_loc ") + ctype + "[]", offset, size,
@@ -139,7 +145,7 @@ def _parse_field(decl: str, offset: int, size: int, signed: int | None) -> Field
         if elem is None and "*" in ctype:
             elem = None
         n_text = m["len"].strip()
-        if n_text.isdigit() and int(n_text) > 0:
+        if n_text.isascii() and n_text.isdigit() and 0 < int(n_text) <= max(size, 1):
             n = int(n_text)
         else:  # e.g. char comm[TASK_COMM_LEN]: the size field says how long
             n = size // (elem or 1) if elem else size
@@ -150,12 +156,22 @@ def _parse_field(decl: str, offset: int, size: int, signed: int | None) -> Field
     m = _NAME_RE.match(decl)
     ctype, name = (m["type"].strip(), m["name"]) if m else ("int", decl)
     if signed is None:  # formats older than 2.6.30 lack "signed:"
-        signed = 0 if ("unsigned" in ctype or ctype.split()[0].startswith("u") or "*" in ctype) else 1
+        signed = 0 if ("unsigned" in ctype or ctype.lstrip().startswith("u") or "*" in ctype) else 1
     return Field(name, ctype, offset, size, bool(signed), None, False, False, False)
 
 
 def parse_format(text: str | bytes, system: str | None = None) -> EventFormat:
-    """Parse one event's `format` text (as stored in trace.dat or under tracefs)."""
+    """Parse one event's `format` text (as stored in trace.dat or under tracefs).
+
+    ValueError when the text cannot describe a real event: no name, an id that is not 0..65535,
+    two fields of one name, a field beyond any record, a common field that is not an integer.
+    Results are remembered by text (formats are immutable): traces from one kernel share them.
+    """
+    return _parse_format(text if isinstance(text, str | bytes) else bytes(text), system)
+
+
+@functools.lru_cache(maxsize=1 << 13)
+def _parse_format(text: str | bytes, system: str | None) -> EventFormat:
     text = _to_text(text)
     name = ""
     ev_id = -1
@@ -166,19 +182,45 @@ def parse_format(text: str | bytes, system: str | None = None) -> EventFormat:
         if s.startswith("name:"):
             name = s[5:].strip()
         elif s.startswith("ID:"):
-            ev_id = int(s[3:].strip())
+            ev_id = _event_id(s[3:].strip())
         elif s.startswith("print fmt:"):
             print_fmt = s[len("print fmt:"):].strip()
         elif s.startswith("field:") or s.startswith("field "):
             m = _FIELD_RE.search(s.replace("field ", "field:", 1) if s.startswith("field ") else s)
             if m is None:
                 raise ValueError(f"unreadable field line in format of {name or '?'}: {s!r}")
-            sig = m["signed"]
-            fields.append(_parse_field(m["decl"], int(m["offset"]), int(m["size"]),
-                                       None if sig is None else int(sig)))
+            fields.append(_checked_field(m))
     if not name:
         raise ValueError("format text has no 'name:' line")
+    _check_fields(name, fields)
     return EventFormat(ev_id, system or "", name, tuple(fields), print_fmt)
+
+
+def _event_id(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_EVENT_ID:
+        raise ValueError(f"event id {text[:30]!r} is not a number from 0 to {MAX_EVENT_ID}")
+    return int(text)
+
+
+def _checked_field(m: re.Match) -> Field:
+    offset, size, sig = m["offset"], m["size"], m["signed"]
+    for what, v in (("offset", offset), ("size", size)):
+        if not v.isascii() or int(v) > MAX_RECORD:
+            raise ValueError(f"field {m['decl'].strip()[:60]!r}: {what} {v[:30]} is beyond any record")
+    signed = None if sig is None else int(sig) != 0
+    return _parse_field(m["decl"], int(offset), int(size), signed)
+
+
+def _check_fields(name: str, fields: list[Field]) -> None:
+    seen: set[str] = set()
+    for f in fields:
+        if f.name in seen:
+            raise ValueError(f"format of {name}: two fields named {f.name!r}")
+        seen.add(f.name)
+        if f.offset + max(f.size, 1) > MAX_RECORD:
+            raise ValueError(f"format of {name}: field {f.name} ends beyond any record")
+        if f.is_common and not _scalar(f):
+            raise ValueError(f"format of {name}: common field {f.name} is not an integer of 1, 2, 4 or 8 bytes")
 
 
 def parse_header_page(text: str | bytes) -> HeaderPage:
@@ -192,7 +234,13 @@ def parse_header_page(text: str | bytes) -> HeaderPage:
         ts, commit, data = got["timestamp"], got["commit"], got["data"]
     except KeyError as exc:
         raise ValueError(f"header_page lacks field {exc.args[0]}") from None
-    return HeaderPage(ts[0], ts[1], commit[0], commit[1], data[0], data[1])
+    hp = HeaderPage(ts[0], ts[1], commit[0], commit[1], data[0], data[1])
+    if hp.ts_size != 8 or hp.commit_size not in (4, 8):
+        raise ValueError(f"page header with a {hp.ts_size}-byte timestamp and a {hp.commit_size}-byte commit "
+                         "word (expected 8 and 4 or 8)")
+    if max(hp.ts_offset + 8, hp.commit_offset + hp.commit_size) > hp.data_offset or hp.data_offset % 4:
+        raise ValueError(f"page header fields overlap its data (data offset {hp.data_offset})")
+    return hp
 
 
 def parse_header_event(text: str | bytes) -> HeaderEvent:
@@ -212,6 +260,11 @@ def parse_header_event(text: str | bytes) -> HeaderEvent:
             f"unsupported event header layout: type_len {he.type_len_bits} bits, "
             f"time_delta {he.time_delta_bits} bits"
         )
+    # type_len is 5 bits: the special kinds are three distinct values above the data lengths.
+    special = (he.padding, he.time_extend, he.time_stamp)
+    if len(set(special)) != 3 or max(special) > 31 or not 0 < he.data_max_type_len < min(special):
+        raise ValueError(f"unsupported event header layout: padding {he.padding}, time_extend {he.time_extend}, "
+                         f"time_stamp {he.time_stamp}, data max type_len {he.data_max_type_len}")
     return he
 
 
@@ -293,19 +346,22 @@ def gather_fixed(fields: Sequence[Field], data: np.ndarray, offsets: np.ndarray,
     plan = [(f.name, f.offset - lo, f.offset + _width(f), res[f.name]) for f in fields]
     valid: dict[str, np.ndarray | None] = {f.name: None for f in fields}
     lock = threading.Lock()
+    step = max(1, min(GATHER_ROWS, GATHER_BYTES // max(width, 1)))  # a wide record: fewer rows a block
 
     def block(i: int) -> None:
         if rows is None:
-            part, sz = offsets[i: i + GATHER_ROWS], sizes[i: i + GATHER_ROWS]
+            part, sz = offsets[i: i + step], sizes[i: i + step]
         else:
-            r = rows[i: i + GATHER_ROWS]
+            r = rows[i: i + step]
             for src, dst in extra:
                 np.take(src, r, out=dst[i: i + r.size], mode="clip")
             part, sz = offsets[r], sizes[r]
         if not fields or not part.size:
             return
         part = part.astype(np.intp, copy=False)
-        near_end = part >= room
+        # No view: the fields take no bytes (flexible arrays, `char buf[]` of size 0) or the data
+        # is shorter than one record; every row takes the bounds-checked path.
+        near_end = part >= room if view is not None else np.ones(part.size, bool)
         if near_end.any():
             blk = np.zeros((part.size, width), dtype=np.uint8)
             inside = np.flatnonzero(~near_end)
@@ -333,8 +389,8 @@ def gather_fixed(fields: Sequence[Field], data: np.ndarray, offsets: np.ndarray,
                         valid[name] = np.ones(n, dtype=bool)
                 valid[name][i: i + part.size] = (sz >= end) & (part + end <= data.size)
 
-    starts = range(0, n, GATHER_ROWS)
-    if pool is None or n <= GATHER_ROWS:
+    starts = range(0, n, step)
+    if pool is None or n <= step:
         for i in starts:
             block(i)
     else:
@@ -371,13 +427,11 @@ def _make_strings(n: int, offsets: np.ndarray, values: np.ndarray, valid: np.nda
     try:
         arr.validate(full=True)
     except pa.ArrowInvalid:  # not UTF-8: keep the bytes readable rather than fail
-        raw = pa.LargeBinaryArray.from_buffers(
-            n, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(np.ascontiguousarray(values)), validity,
-            null_count,
-        )
+        raw = pa.Array.from_buffers(pa.large_binary(), n, [validity, pa.py_buffer(offsets.astype(np.int64)),
+                                                            pa.py_buffer(np.ascontiguousarray(values))], null_count)
         arr = pa.array([None if b is None else b.decode("utf-8", "replace") for b in raw.to_pylist()],
                        pa.large_string())
-    return arr.cast(pa.string())
+    return arr.cast(pa.string()) if small else arr.cast(pa.large_string())
 
 
 _ONES = np.uint64(0x0101010101010101)
@@ -508,6 +562,16 @@ def decode_fields_of(fields: Sequence[Field], data: np.ndarray, offsets: np.ndar
     """Decode fields of the records at `offsets` (or at offsets[rows]; see `gather_fixed`)."""
     import pyarrow.compute  # noqa: F401  (pa.compute used by _masked)
 
+    n = offsets.size if rows is None else rows.size
+    wide = [f for f in fields if not _scalar(f) and not (f.data_loc or f.rel_loc) and n * f.size > max(data.size, 1 << 20)]
+    if wide:
+        # More bytes than the data holds: most records cannot contain the field (a corrupt format),
+        # so only the rows whose records hold it are gathered, and the rest are null.
+        fields = [f for f in fields if f not in wide]
+        out = decode_fields_of(fields, data, offsets, sizes, endian, long_size, pool, rows, extra)
+        for f in wide:
+            out[f.name] = _sparse(f, data, offsets, sizes, endian, long_size, rows)
+        return {f.name: out[f.name] for f in (*fields, *wide)}
     fixed = gather_fixed(fields, data, offsets, sizes, endian, pool, rows=rows, extra=extra)
     if any(f.data_loc or f.rel_loc for f in fields):
         if rows is not None:
@@ -521,6 +585,22 @@ def decode_fields_of(fields: Sequence[Field], data: np.ndarray, offsets: np.ndar
         else:
             out[f.name] = _to_arrow(f, vals, valid, long_size, endian)
     return out
+
+
+def _sparse(field: Field, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, endian: str, long_size: int,
+            rows: np.ndarray | None) -> pa.Array:
+    """One fixed field decoded only where its record holds it (null elsewhere)."""
+    off = offsets if rows is None else offsets[rows]
+    sz = sizes if rows is None else sizes[rows]
+    end = field.offset + field.size
+    fits = (sz.astype(np.int64) >= end) & (off.astype(np.int64) + end <= data.size)
+    at = np.flatnonzero(fits)
+    if at.size * field.size > max(data.size, 1 << 20):  # records overlap: not a ring buffer's
+        return pa.nulls(off.size, arrow_type(field, long_size))
+    got = decode_fields_of([field], data, off[at], sz[at], endian, long_size)[field.name]
+    index = np.full(off.size, -1, np.int64)
+    index[at] = np.arange(at.size)
+    return got.take(pa.array(index, mask=index < 0))
 
 
 def decode_fields(fmt: EventFormat, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,

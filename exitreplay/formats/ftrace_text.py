@@ -14,6 +14,7 @@ from .textcommon import (
     not_events,
     open_lines,
     prefixed_events,
+    small_int,
 )
 
 HEADER = r"^\s*#|LOST \d+ EVENTS\]|EVENTS DROPPED\]"
@@ -28,11 +29,11 @@ def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
     for ln in lines.head(40).to_list():
         if not ln.startswith("#"):
             continue
-        m = re.search(r"entries-in-buffer/entries-written:\s*(\d+)/(\d+)\s+#P:(\d+)", ln)
+        m = re.search(r"entries-in-buffer/entries-written:\s*([0-9]+)/([0-9]+)\s+#P:([0-9]+)", ln)
         if m:
-            in_buf, written, cpus = int(m[1]), int(m[2]), int(m[3])
+            in_buf, written, cpus = small_int(m[1]), small_int(m[2]), small_int(m[3])
             extra["entries_in_buffer"], extra["entries_written"] = in_buf, written
-            if written > in_buf:
+            if in_buf is not None and written is not None and written > in_buf:
                 extra["entries_lost"] = written - in_buf
                 warnings.append(f"the kernel wrote {written} events but the buffer held {in_buf}: "
                                 f"{written - in_buf} overwritten before the trace was read")
@@ -42,9 +43,9 @@ def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
     # "##### CPU n buffer started ####": that CPU's older events were overwritten (count unknown).
     markers = find_markers(lines) + find_markers(lines, STARTED)
     markers.sort(key=lambda m: m.line)
-    ev, is_event = prefixed_events(lines)
+    ev, is_event, bad = prefixed_events(lines)
     extra["trace_pipe"] = tracer is None
     trace = build_trace(path, ev, "ftrace-text", cpus=cpus, markers=markers, warnings=warnings, extra=extra,
-                        unparsed_lines=not_events(lines, is_event, HEADER))
+                        unparsed_lines=not_events(lines, is_event, HEADER), out_of_range=bad)
     trace.meta.tracer = tracer
     return trace

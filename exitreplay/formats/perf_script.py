@@ -7,11 +7,21 @@ import re
 import polars as pl
 
 from ..trace import Trace
-from .textcommon import Marker, Progress, build_trace, not_events, open_lines, ts_to_ns
+from .textcommon import (
+    Marker,
+    Progress,
+    build_trace,
+    checked_cpu,
+    in_range,
+    not_events,
+    open_lines,
+    small_int,
+    ts_to_ns,
+)
 
 # comm  pid[/tid] [cpu] ts: [period] system:event: text   (comm may hold spaces)
-PREFIX = (r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)(?:/(?P<tid>-?\d+))?\s+\[(?P<cpu>\d+)\]\s+(?P<ts>\d+\.\d+):\s+"
-          r"(?:(?P<period>\d+)\s+)?(?P<system>[\w-]+):(?P<event>[\w-]+):\s?(?P<rest>.*)$")
+PREFIX = (r"^\s*(?P<comm>.*?)\s+(?P<pid>-?[0-9]+)(?:/(?P<tid>-?[0-9]+))?\s+\[(?P<cpu>[0-9]+)\]\s+"
+          r"(?P<ts>[0-9]+\.[0-9]+):\s+(?:(?P<period>[0-9]+)\s+)?(?P<system>[\w-]+):(?P<event>[\w-]+):\s?(?P<rest>.*)$")
 # `perf script --show-lost-events`: PERF_RECORD_LOST / LOST_SAMPLES lines.
 LOST = r"PERF_RECORD_LOST(?:_SAMPLES)?\b"
 
@@ -25,22 +35,24 @@ def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
     ev = frame.filter(is_event).select(
         "line",
         ts_to_ns(pl.col("ts")).alias("ts"),
-        pl.col("cpu").cast(pl.Int32),
+        "cpu",
         # with -F tid perf shows pid/tid; the task is the thread
-        pl.coalesce(pl.col("tid"), pl.col("pid")).cast(pl.Int32).alias("pid"),
+        pl.coalesce(pl.col("tid"), pl.col("pid")).alias("pid"),
         pl.when(comm.is_in([":-1", "<...>"])).then(None).otherwise(comm).alias("comm"),
         "system", "event",
         pl.lit(None, pl.UInt8).alias("flags"),
         pl.lit(None, pl.UInt8).alias("preempt_count"),
         "rest",
     )
+    ev, bad = in_range(ev)
     markers, warnings = [], []
     lost = pl.DataFrame({"l": lines}).with_row_index("n").filter(pl.col("l").str.contains(LOST))
     for n, ln in zip(lost["n"].to_list(), lost["l"].to_list()):
-        cpu = re.search(r"\[(\d+)\]", ln)
-        count = re.search(r"lost\D*(\d+)", ln, re.IGNORECASE)
-        markers.append(Marker(int(n), int(cpu[1]) if cpu else None, int(count[1]) if count else None))
+        cpu = re.search(r"\[([0-9]+)\]", ln)
+        count = re.search(r"lost[^0-9]*([0-9]+)", ln, re.IGNORECASE)
+        markers.append(Marker(int(n), checked_cpu(small_int(cpu[1])) if cpu else None,
+                              small_int(count[1]) if count else None))
         warnings.append(f"perf reported lost events: {ln.strip()}")
     trace = build_trace(path, ev, "perf-script", cpus=None, markers=markers, warnings=warnings[:20],
-                        unparsed_lines=not_events(lines, is_event, LOST + r"|^\s*#"))
+                        unparsed_lines=not_events(lines, is_event, LOST + r"|^\s*#"), out_of_range=bad)
     return trace

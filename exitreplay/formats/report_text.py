@@ -13,6 +13,7 @@ from .textcommon import (
     not_events,
     open_lines,
     prefixed_events,
+    small_int,
 )
 
 # Lines trace-cmd prints besides events.
@@ -23,15 +24,15 @@ def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
     path, lines = open_lines(path, progress)
     cpus = version = None
     for ln in lines.head(20).to_list():
-        m = re.match(r"^cpus=(\d+)\s*$", ln)
+        m = re.match(r"^cpus=([0-9]+)\s*$", ln)
         if m:
-            cpus = int(m[1])
-        m = re.match(r"^version = (\d+)\s*$", ln)
+            cpus = small_int(m[1])
+        m = re.match(r"^version = ([0-9]+)\s*$", ln)
         if m:
-            version = int(m[1])
-    ev, is_event = prefixed_events(lines)
+            version = small_int(m[1])
+    ev, is_event, bad = prefixed_events(lines)
     trace = build_trace(path, ev, "trace-cmd-report", cpus=cpus, markers=find_markers(lines), warnings=[],
                         extra={"cpus_header": cpus is not None},
-                        unparsed_lines=not_events(lines, is_event, HEADER))
+                        unparsed_lines=not_events(lines, is_event, HEADER), out_of_range=bad)
     trace.meta.version = version
     return trace

@@ -26,12 +26,17 @@ from ..kvm import reasons
 from ..schema import TABLE_KEY_COLUMNS
 from ..trace import Dropped, Trace, TraceMeta
 from . import plugins
+from .limits import MAX_CPUS
 
 Progress = Callable[[int, int], None]
 
 INT = pl.Int128  # parse width: holds every signed 64-bit and unsigned 64-bit value
 I64_MAX = 2**63 - 1
+I64_MIN = -(2**63)
 U64_MAX = 2**64 - 1
+I32_MIN, I32_MAX = -(2**31), 2**31 - 1
+# The largest whole seconds whose "sec.frac" still fits int64 ns.
+MAX_SEC = I64_MAX // 1_000_000_000 - 1
 
 # "<CANT FIND FIELD x>": a libtraceevent plugin met a field the event lacks (a newer or older
 # kernel layout); libtraceevent then appends the kernel's own print format, which is what follows.
@@ -77,11 +82,24 @@ def read_lines(path: str) -> pl.Series:
 
 def ts_to_ns(col: pl.Expr) -> pl.Expr:
     """"123.456789" (µs) or "123.456789012" (ns) -> integer ns, by string arithmetic (no float).
-    A timestamp without a fraction (a counter clock such as x86-tsc) is kept as that integer."""
-    sec = col.str.extract(r"^(\d+)", 1).cast(pl.Int64)
-    frac = col.str.extract(r"\.(\d+)$", 1)
+    A timestamp without a fraction (a counter clock such as x86-tsc) is kept as that integer.
+    Null where the value does not fit int64 ns (the line is then not an event)."""
+    sec = col.str.extract(r"^([0-9]+)", 1).cast(pl.Int64, strict=False)
+    frac = col.str.extract(r"\.([0-9]+)$", 1)
     frac_ns = frac.str.pad_end(9, "0").str.slice(0, 9).cast(pl.Int64)
-    return pl.when(frac.is_null()).then(sec).otherwise(sec * 1_000_000_000 + frac_ns)
+    return (pl.when(frac.is_null()).then(sec)
+            .when(sec <= MAX_SEC).then(sec * 1_000_000_000 + frac_ns)
+            .otherwise(None))
+
+
+def in_range(ev: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Event rows whose ts (ns, already converted), cpu and pid (text) are numbers the columns can
+    hold, with cpu and pid as int32; and how many rows were not."""
+    ev = ev.with_columns(pl.col("cpu").cast(pl.Int64, strict=False), pl.col("pid").cast(pl.Int64, strict=False))
+    ok = (pl.col("ts").is_not_null() & pl.col("cpu").is_between(0, MAX_CPUS - 1)
+          & pl.col("pid").is_between(I32_MIN, I32_MAX))
+    good = ev.filter(ok)
+    return good.with_columns(pl.col("cpu").cast(pl.Int32), pl.col("pid").cast(pl.Int32)), ev.height - good.height
 
 
 # The latency column ("d..2."): trace_print_lat_fmt() in kernel/trace/trace_output.c renders the
@@ -118,9 +136,9 @@ class Marker:
 
 # trace-cmd: "CPU:%d [%lld EVENTS DROPPED]" / "CPU:%d [EVENTS DROPPED]"; the kernel (trace and
 # trace_pipe): "CPU:%d [LOST %lu EVENTS]"; also the bare "[N EVENTS DROPPED]".
-DROPPED = r"^\s*(?:CPU:\s*(?P<cpu>\d+)\s+)?\[(?:LOST\s+)?(?P<count>\d+)?\s*EVENTS(?:\s+DROPPED)?\]\s*$"
+DROPPED = r"^\s*(?:CPU:\s*(?P<cpu>[0-9]+)\s+)?\[(?:LOST\s+)?(?P<count>[0-9]+)?\s*EVENTS(?:\s+DROPPED)?\]\s*$"
 # The kernel's trace file when its ring buffer overran: "##### CPU 2 buffer started ####".
-STARTED = r"^#+ CPU (?P<cpu>\d+) buffer started #+\s*$"
+STARTED = r"^#+ CPU (?P<cpu>[0-9]+) buffer started #+\s*$"
 
 
 def find_markers(lines: pl.Series, pattern: str = DROPPED) -> list[Marker]:
@@ -128,9 +146,21 @@ def find_markers(lines: pl.Series, pattern: str = DROPPED) -> list[Marker]:
     if not hits.height:
         return []
     g = hits.select(pl.col("n"), pl.col("line").str.extract_groups(pattern)).unnest("line")
-    count = g["count"].cast(pl.Int64) if "count" in g.columns else pl.Series([None] * g.height, dtype=pl.Int64)
-    return [Marker(int(n), None if c is None else int(c), None if k is None else int(k))
-            for n, c, k in zip(g["n"].to_list(), g["cpu"].cast(pl.Int64).to_list(), count.to_list())]
+    # A count beyond int64 is not a count: the loss is kept, as of unknown size.
+    count = (g["count"].cast(pl.Int64, strict=False) if "count" in g.columns
+             else pl.Series([None] * g.height, dtype=pl.Int64))
+    return [Marker(int(n), checked_cpu(c), None if k is None else int(k))
+            for n, c, k in zip(g["n"].to_list(), g["cpu"].cast(pl.Int64, strict=False).to_list(), count.to_list())]
+
+
+def small_int(digits: str) -> int | None:
+    """ASCII digits as an int64, or None when there are more than int64 holds."""
+    return int(digits) if len(digits) <= 18 else None
+
+
+def checked_cpu(cpu: int | None) -> int | None:
+    """A CPU number from text, or None when there is none or it is beyond any CPU."""
+    return cpu if cpu is not None and 0 <= cpu < MAX_CPUS else None
 
 
 # --- field parsing --------------------------------------------------------------------------------
@@ -271,16 +301,21 @@ def _auto(s: pl.Series, name: str, hex_fields: set[str]) -> pl.Series:
 
 def narrow(s: pl.Series) -> pl.Series:
     """An Int128 column as int64, or uint64 when it holds values above 2**63 - 1 and none below 0
-    (values above that with negatives too: two's complement in int64)."""
+    (values above that with negatives too: two's complement in int64). Values no 64-bit field
+    can hold (above 2**64 - 1, below -2**63) become null."""
     if s.dtype != INT:
         return s
     hi, lo = s.max(), s.min()
-    if hi is None or hi <= I64_MAX:
+    if hi is None or (hi <= I64_MAX and lo >= I64_MIN):
         return s.cast(pl.Int64)
+    fits = s.is_between(I64_MIN, U64_MAX)
     if lo >= 0 and hi <= U64_MAX:
         return s.cast(pl.UInt64)
-    wrapped = pl.select(pl.when(s > I64_MAX).then(s - pl.lit(2**64, INT)).otherwise(s)).to_series()
-    return wrapped.cast(pl.Int64, strict=False)
+    if lo >= 0 and s.filter(fits).max() is not None and s.filter(fits).max() > I64_MAX:
+        return pl.select(pl.when(fits).then(s)).to_series().cast(pl.UInt64).alias(s.name)
+    wrapped = pl.select(pl.when(~fits).then(None).when(s > I64_MAX).then(s - pl.lit(2**64, INT))
+                        .otherwise(s)).to_series()
+    return wrapped.cast(pl.Int64, strict=False).alias(s.name)
 
 
 @dataclasses.dataclass
@@ -291,6 +326,8 @@ class IsaContext:
 
 
 def _reasons(s: pl.Series, ctx: IsaContext) -> tuple[pl.Series, pl.Series]:
+    # Exit reasons are 32-bit: a longer number in the text is no reason (nor a name of one).
+    s = pl.select(pl.when(s.str.contains(r"[0-9a-fA-F]{9,}")).then(None).otherwise(s)).to_series()
     hit = reasons.lookup_reasons(s)
     isa = hit["isa"].cast(INT)
     if ctx.isa is not None:
@@ -350,7 +387,7 @@ def _userspace_exit(name: pl.Series, paren: pl.Series) -> dict[str, pl.Series]:
     failed = name.is_in(["restart", "error"])
     num = _dec(paren)
     uniq = name.unique().drop_nulls().to_list()
-    table = {u: reasons.userspace_exit_code(u) for u in uniq}
+    table = {u: c for u in uniq if (c := reasons.userspace_exit_code(u)) is not None and I64_MIN <= c <= U64_MAX}
     code = name.replace_strict(table, default=None, return_dtype=INT)
     reason = pl.select(pl.when(failed).then(None).otherwise(pl.coalesce(code, num))).to_series()
     errno = pl.select(pl.when(failed).then(pl.lit(0, INT) - num).otherwise(pl.lit(0, INT))).to_series()
@@ -419,11 +456,17 @@ def guess_context(parsed: list[list[_Part]]) -> IsaContext:
 # --- assembly ---------------------------------------------------------------------------------------
 def build_trace(path: str, ev: pl.DataFrame, source_format: str, *, cpus: int | None,
                 markers: list[Marker], warnings: list[str], extra: dict | None = None,
-                unparsed_lines: int = 0) -> Trace:
+                unparsed_lines: int = 0, out_of_range: int = 0) -> Trace:
     """`ev`: one row per event line, columns line (number in the file), ts, cpu, pid, comm, system,
-    event, flags, preempt_count, rest. Markers name the line they stand on."""
+    event, flags, preempt_count, rest. Markers name the line they stand on. `out_of_range`: event
+    lines dropped because their timestamp, CPU or pid does not fit (see `in_range`)."""
+    if out_of_range:
+        warnings.append(f"{out_of_range} event lines skipped: timestamp, CPU or pid out of range")
     if ev.height == 0:
         raise TraceError(path, "not a trace: no event lines found")
+    if cpus is not None and not 0 < cpus <= MAX_CPUS:
+        warnings.append(f"the header's CPU count {cpus} is not a CPU count: ignored")
+        cpus = None
     ev = ev.with_columns(pl.col("event").cast(pl.String))
     # The file is in time order except across CPUs at equal printed times; a stable sort keeps it.
     ev = ev.sort(["ts", "line"], maintain_order=True).with_row_index("row")
@@ -510,14 +553,15 @@ def not_events(lines: pl.Series, is_event: pl.Series, known: str) -> int:
 # column. The kernel adds "(tgid)" with the record-tgid option and the latency column ("d..2.",
 # four characters before 5.x) unless irq-info is off.
 TASK_PREFIX = (
-    r"^\s*(?P<comm>.*?)-(?P<pid>-?\d+)\s+(?:\(\s*(?P<tgid>[-\d]+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"^\s*(?P<comm>.*?)-(?P<pid>-?[0-9]+)\s+(?:\(\s*(?P<tgid>[-0-9]+)\)\s+)?\[(?P<cpu>[0-9]+)\]\s+"
     r"(?:(?P<lat>[.dDbX][.nNpPlLbB][.hHsSzZ][.0-9a-f][.0-9a-f]?)\s+)?"
-    r"(?P<ts>\d+(?:\.\d+)?):\s+(?P<event>[\w:-]+):\s?(?P<rest>.*)$"
+    r"(?P<ts>[0-9]+(?:\.[0-9]+)?):\s+(?P<event>[\w:-]+):\s?(?P<rest>.*)$"
 )
 
 
-def prefixed_events(lines: pl.Series, prefix: str = TASK_PREFIX) -> tuple[pl.DataFrame, pl.Series]:
-    """Events of "task-pid [cpu] (lat) ts: event: text" lines, and which lines are events."""
+def prefixed_events(lines: pl.Series, prefix: str = TASK_PREFIX) -> tuple[pl.DataFrame, pl.Series, int]:
+    """Events of "task-pid [cpu] (lat) ts: event: text" lines, which lines are events, and how
+    many event lines were dropped for a timestamp, CPU or pid out of range."""
     frame = pl.DataFrame({"l": lines}).with_row_index("line").select(
         pl.col("line"), pl.col("l").str.extract_groups(prefix)).unnest("l")
     is_event = frame["ts"].is_not_null()
@@ -530,11 +574,10 @@ def prefixed_events(lines: pl.Series, prefix: str = TASK_PREFIX) -> tuple[pl.Dat
     ).with_columns(
         pl.coalesce(pl.col("system"), pl.col("event").replace_strict(plugins.SYSTEMS, default=None)),
         ts_to_ns(pl.col("ts")).alias("ts"),
-        pl.col("cpu").cast(pl.Int32),
-        pl.col("pid").cast(pl.Int32),
         pl.when(comm == "<...>").then(None).otherwise(comm).alias("comm"),
         flags.alias("flags"),
         preempt.alias("preempt_count"),
     )
+    ev, bad = in_range(ev)
     return ev.select("line", "ts", "cpu", "pid", "comm", "system", "event", "flags", "preempt_count",
-                     "rest"), is_event
+                     "rest"), is_event, bad

@@ -251,7 +251,12 @@ class Decoder:
             "cpu": pa.array(keys["cpu"], pa.int32()),
             "pid": pa.array(keys["pid"], pa.int32()),
         }
-        cols.update(fields)
+        for name, arr in fields.items():
+            # An int32 field named pid (sched_waking's) is the table's pid; any other field named
+            # like a key column keeps its value under another name, so the keys stay keys.
+            if name in cols and not (name == "pid" and arr.type == pa.int32()):
+                name = f"{name}_field"
+            cols[name] = arr
         return pa.table(cols)
 
     def name_of(self, tid: int) -> tuple[str, str | None]:
@@ -293,24 +298,35 @@ class Decoder:
 
 
 def open_buffer(path: str | os.PathLike, buffer: str | None) -> tuple[TraceDatFile, int, Buffer]:
+    """The file and one of its buffers; the file is closed again if the buffer cannot be used."""
     path = os.fspath(path)
     tdf = TraceDatFile(path)
-    names = [b.name for b in tdf.buffers]
-    if buffer is None:
-        bidx = 0
-    elif buffer in names:
-        bidx = names.index(buffer)
-    else:
-        raise TraceError(path, f"no buffer {buffer!r} (buffers: {', '.join(repr(n) for n in names)})")
-    buf = tdf.buffers[bidx]
-    if buf.latency:
-        raise TraceError(path, "latency-format trace.dat (no per-CPU ring buffers) is not supported")
+    try:
+        names = [b.name for b in tdf.buffers]
+        if buffer is None:
+            bidx = 0
+        elif buffer in names:
+            bidx = names.index(buffer)
+        else:
+            raise TraceError(path, f"no buffer {buffer!r} (buffers: {', '.join(repr(n) for n in names)})")
+        buf = tdf.buffers[bidx]
+        if buf.latency:
+            raise TraceError(path, "latency-format trace.dat (no per-CPU ring buffers) is not supported")
+    except BaseException:
+        tdf.close()
+        raise
     return tdf, bidx, buf
 
 
 def cut_warning(cpu: int, present: int, size: int, count: int) -> str:
-    return (f"CPU {cpu}: data section truncated ({present} of {size} bytes present); "
-            f"{count} complete events before the cut kept")
+    have = f" ({present} of {size} bytes present)" if present < size else ""
+    return f"CPU {cpu}: data section truncated{have}; {count} complete events before the cut kept"
+
+
+def require_formats(path: str, dec: Decoder, events: int) -> None:
+    """Events whose layouts the file does not give cannot be read: one answer for every reader."""
+    if events and not dec.formats:
+        raise TraceError(path, "trace.dat has events but no event formats")
 
 
 def lost_warning(dropped: list[Dropped]) -> str | None:
@@ -323,10 +339,10 @@ def lost_warning(dropped: list[Dropped]) -> str | None:
         f"CPU {c}: {v if v else 'unknown number'}" for c, v in sorted(tot.items()))
 
 
-def emit_warnings(path: str, warn: list[str]) -> None:
+def emit_warnings(path: str, warn: list[str], stacklevel: int = 3) -> None:
     for w in warn:
         if "truncated" in w or "corrupt" in w:
-            warnings.warn(f"{path}: {w}", TraceWarning, stacklevel=3)
+            warnings.warn(f"{path}: {w}", TraceWarning, stacklevel=stacklevel)
 
 
 def _windows(keys: list[np.ndarray], target: int) -> list[list[tuple[int, int]]]:
@@ -348,9 +364,24 @@ def _windows(keys: list[np.ndarray], target: int) -> list[list[tuple[int, int]]]
 
 def read(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None,
          buffer: str | None = None) -> Trace:
-    """Read a trace.dat; `buffer` picks an instance by name (default: the top buffer)."""
+    """Read a trace.dat; `buffer` picks an instance by name (default: the top buffer).
+
+    A compressed file is closed before this returns (its pages are decompressed); an uncompressed
+    one stays mapped for the tables not yet decoded until the Trace is closed or freed.
+    """
     path = os.fspath(path)
     tdf, bidx, buf = open_buffer(path, buffer)
+    try:
+        trace = _read(path, tdf, bidx, buf, progress)
+    except BaseException:
+        tdf.close()
+        raise
+    if tdf.compression != "none" and tdf.version >= 7:
+        tdf.close()
+    return trace
+
+
+def _read(path: str, tdf: TraceDatFile, bidx: int, buf: Buffer, progress) -> Trace:
     dec = Decoder(tdf, buf)
     warn: list[str] = []
     with thread_pool() as pool:
@@ -374,8 +405,7 @@ def read(path: str | os.PathLike, progress: Callable[[int, int], None] | None = 
         cols = _merge_all(dec, buf, evs, data, pool)
         per_cpu = {int(cd.cpu): int(ev.count) for cd, ev in zip(buf.cpus, evs)}
         del evs  # the per-CPU arrays: merged into the columns now
-        if cols["ts"].size and not dec.formats:
-            raise TraceError(path, "trace.dat has events but no event formats")
+        require_formats(path, dec, cols["ts"].size)
         events, tables, counts = _assemble(dec, cols, data, pool)
     dropped = cols["dropped"]
     dropped.sort(key=lambda d: (d.ts, d.cpu))
@@ -383,9 +413,9 @@ def read(path: str | os.PathLike, progress: Callable[[int, int], None] | None = 
     if lw:
         warn.append(lw)
     warn = tdf.warnings + dec.warnings + warn
-    emit_warnings(path, warn)
+    emit_warnings(path, warn, stacklevel=5)  # at the caller of read_trace
     meta = dec.meta(dropped, warn, per_cpu, counts)
-    return Trace(events, tables, meta)
+    return Trace(events, tables, meta, close=tdf.close)
 
 
 def _decode_all(decode, ncpu: int, pool, sizes: list[int], progress) -> list[CpuEvents]:

@@ -9,6 +9,7 @@ Layouts: trace-cmd's `trace-cmd.dat.v6(5)` and `trace-cmd.dat.v7(5)` documents.
 from __future__ import annotations
 
 import dataclasses
+import io
 import mmap
 import os
 import struct
@@ -18,6 +19,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import TraceError
+from . import limits
 from .eventformat import (
     EventFormat,
     HeaderEvent,
@@ -66,8 +68,60 @@ OPTION_NAMES = {
 SECTION_FLAG_COMPRESSED = 1
 
 
+# Options that give a section's file offset: (key in `sections`, what the section holds).
+_SECTION_OPTIONS = {
+    OPT_HEADER_INFO: ("header_page", "header_page section"), OPT_FTRACE_EVENTS: ("ftrace_events", "ftrace formats"),
+    OPT_EVENT_FORMATS: ("event_formats", "event formats"), OPT_KALLSYMS: ("kallsyms", "kallsyms"),
+    OPT_PRINTK: ("printk", "printk formats"), OPT_CMDLINES: ("cmdlines", "cmdlines"),
+}
+
+
 class _Truncated(Exception):
     pass
+
+
+def _page_size_ok(size: int) -> bool:
+    return limits.MIN_PAGE_SIZE <= size <= limits.MAX_PAGE_SIZE and size % 4 == 0
+
+
+def _inflate(kind: str, blob, limit: int, partial: bool) -> bytes:
+    """Decompress at most `limit` bytes (never what a forged header claims); a cut blob (partial)
+    gives the bytes its complete blocks hold."""
+    if kind == "zlib":
+        d = zlib.decompressobj()
+        try:
+            return d.decompress(bytes(blob), limit + 1)
+        except zlib.error:
+            if partial:
+                return b""
+            raise
+    import zstandard
+
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob))
+    parts, got = [], 0
+    while got <= limit:
+        try:
+            piece = reader.read(min(1 << 20, limit + 1 - got))
+        except zstandard.ZstdError:
+            if partial:
+                break
+            raise
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
+
+
+@dataclasses.dataclass
+class Chunk:
+    """One compressed chunk of a CPU's data: where it is, its sizes, and (for a chunk cut by the
+    file's end) the bytes it still gives."""
+
+    pos: int
+    csize: int
+    usize: int
+    head: bytes | None = None
 
 
 @dataclasses.dataclass
@@ -129,10 +183,18 @@ class TraceDatFile:
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
+        self._fh = self._mm = None
         try:
-            self._fh = open(self.path, "rb")
+            self._fh = open(self.path, "rb")  # noqa: SIM115 (closed by close(), on errors and when freed)
         except OSError as exc:
             raise TraceError(self.path, f"cannot open: {exc.strerror}") from None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         size = os.fstat(self._fh.fileno()).st_size
         if size == 0:
             raise TraceError(self.path, "empty file")
@@ -152,12 +214,23 @@ class TraceDatFile:
         self.kallsyms = b""
         self.printk = b""
         self.cmdlines = b""
+        self.recovered = False  # v7 data located without its BUFFER option (a cut file)
         try:
             self._parse()
+            self._check_buffers()
         except _Truncated as exc:
             raise TraceError(self.path, f"truncated file: it ends inside the {exc.args[0]}") from None
         except (struct.error, UnicodeDecodeError, ValueError, zlib.error) as exc:
             raise TraceError(self.path, f"corrupt trace.dat header: {exc}") from None
+
+    def __enter__(self) -> TraceDatFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
 
     # -- header -------------------------------------------------------------------------------
     def _parse(self) -> None:
@@ -182,7 +255,7 @@ class TraceDatFile:
             raise TraceError(self.path, f"corrupt header: long size {self.long_size}")
         c = _Cursor(mm, pos + 2, self.endian, self.path, "file header")
         self.page_size = c.u(4)
-        if self.page_size < 64 or self.page_size > (1 << 24) or self.page_size % 4:
+        if not _page_size_ok(self.page_size):
             raise TraceError(self.path, f"corrupt header: page size {self.page_size}")
         if self.version >= 7:
             self.compression = c.cstr()
@@ -215,6 +288,8 @@ class TraceDatFile:
         self.cmdlines = c.take(c.u(8))
         c.what = "CPU count"
         self.cpus = c.u(4)
+        if self.cpus > limits.MAX_CPUS:
+            raise TraceError(self.path, f"corrupt header: {self.cpus} CPUs (at most {limits.MAX_CPUS})")
         c.what = "options"
         label = c.take(10)
         if label.startswith(b"options"):
@@ -244,6 +319,9 @@ class TraceDatFile:
                 bc = _Cursor(raw, 0, self.endian, self.path, "buffer option")
                 off = bc.u(8)
                 name = bc.cstr()
+                if off + 16 * self.cpus > self.file_size:
+                    raise TraceError(self.path, f"corrupt BUFFER option: the CPU table of buffer {name!r} lies "
+                                                "beyond the end of the file")
                 inst = Buffer(name, None, self.page_size, [])
                 tc = _Cursor(self._mm, off, self.endian, self.path, f"buffer {name} CPU table")
                 for cpu in range(self.cpus):
@@ -286,93 +364,137 @@ class TraceDatFile:
     def _decompress_block(self, raw: bytes, what: str) -> bytes:
         c = _Cursor(raw, 0, self.endian, self.path, what)
         csize, usize = c.u(4), c.u(4)
+        self._check_expansion(csize, usize, what)
         return self._decompress(c.take(csize), usize, what)
 
-    def _decompress(self, blob: bytes, usize: int, what: str) -> bytes:
-        try:
-            if self.compression == "zstd":
-                import zstandard
+    def _check_expansion(self, csize: int, usize: int, what: str) -> None:
+        if usize > limits.MAX_EXPANSION * csize + self.page_size:
+            raise TraceError(self.path, f"corrupt compressed {what}: {usize} bytes said to come from {csize} "
+                                        f"compressed (more than {limits.MAX_EXPANSION}:1, a corrupt size)")
 
-                out = zstandard.ZstdDecompressor().decompress(blob, max_output_size=usize)
-            elif self.compression == "zlib":
-                out = zlib.decompress(blob)
-            else:
-                raise TraceError(self.path, f"{what} is compressed but the file names no compression")
-        except TraceError:
-            raise
+    def _decompress(self, blob, usize: int, what: str, partial: bool = False) -> bytes:
+        """`blob` decompressed, at most `usize` bytes; `partial`: what a cut blob still gives."""
+        if self.compression not in ("zstd", "zlib"):
+            raise TraceError(self.path, f"{what} is compressed but the file names no compression")
+        try:
+            out = _inflate(self.compression, blob, usize, partial)
         except Exception as exc:  # zstd.ZstdError, zlib.error
             raise TraceError(self.path, f"corrupt compressed {what}: {exc}") from None
-        if len(out) != usize:
+        if len(out) != usize and not (partial and len(out) < usize):
             raise TraceError(self.path, f"corrupt compressed {what}: {len(out)} bytes, expected {usize}")
         return out
 
     def _parse_v7(self, first_opt: int) -> None:
-        seen = set()
-        nxt = first_opt
         buffers_raw: list[bytes] = []
+        lost = self._read_options(first_opt, buffers_raw)
+        for oid, raw in self.options:
+            if oid in _SECTION_OPTIONS:
+                self._read_section_option(oid, raw)
+            elif oid == OPT_CPUCOUNT:
+                self.cpus = self._count(raw, "CPUCOUNT option")
+        if not self.header_page_text:
+            raise TraceError(self.path, "corrupt trace.dat: no header_page section")
+        self.buffers.extend(self._buffer_option(raw) for raw in buffers_raw)
+        if not self.buffers:
+            if lost is None:
+                raise TraceError(self.path, "trace.dat has no data buffer (no BUFFER option)")
+            from .tracedat_recover import locate_buffer
+
+            self.buffers.append(locate_buffer(self, lost))
+            self.recovered = True
+        self.buffers.sort(key=lambda b: b.name != "")
+        if not self.cpus:
+            self.cpus = len(self.buffers[0].cpus)
+
+    def _read_options(self, first: int, buffers_raw: list[bytes]) -> str | None:
+        """Every options section, following the DONE links; what stopped the walk early if a later
+        section is cut off (the first one must be whole)."""
+        seen = set()
+        nxt = first
         while nxt and nxt not in seen:
             seen.add(nxt)
+            try:
+                _sid, _flags, payload = self._section(nxt, 0, "options section")
+            except (_Truncated, TraceError) as exc:
+                if nxt == first:
+                    raise
+                return f"the options section at offset {nxt} is {'cut off' if isinstance(exc, _Truncated) else 'corrupt'}"
             self.sections.setdefault("options", nxt)
-            _sid, _flags, payload = self._section(nxt, 0, "options section")
             c = _Cursor(payload, 0, self.endian, self.path, "options section")
             nxt = 0
             while c.pos < len(payload):
                 oid, osz = c.u(2), c.u(4)
                 raw = c.take(osz)
                 if oid == OPT_DONE:
-                    nxt = int.from_bytes(raw[:8], "little" if self.endian == "little" else "big") if raw else 0
+                    nxt = self._u64(raw) if len(raw) >= 8 else 0
                     break
                 self.options.append((oid, raw))
                 if oid == OPT_BUFFER:
                     buffers_raw.append(raw)
-        for oid, raw in self.options:
-            off = self._u64(raw) if len(raw) >= 8 else None
-            if oid == OPT_HEADER_INFO:
-                self.sections["header_page"] = off
-                _, _, payload = self._section(off, OPT_HEADER_INFO, "header_page section")
-                self._read_header_info(_Cursor(payload, 0, self.endian, self.path, "header_page section"))
-            elif oid == OPT_FTRACE_EVENTS:
-                self.sections["ftrace_events"] = off
-                _, _, payload = self._section(off, OPT_FTRACE_EVENTS, "ftrace formats")
-                self._read_ftrace_formats(_Cursor(payload, 0, self.endian, self.path, "ftrace formats"))
-            elif oid == OPT_EVENT_FORMATS:
-                self.sections["event_formats"] = off
-                _, _, payload = self._section(off, OPT_EVENT_FORMATS, "event formats")
-                self._read_event_formats(_Cursor(payload, 0, self.endian, self.path, "event formats"))
-            elif oid == OPT_KALLSYMS:
-                self.sections["kallsyms"] = off
-                _, _, payload = self._section(off, OPT_KALLSYMS, "kallsyms")
-                c = _Cursor(payload, 0, self.endian, self.path, "kallsyms")
-                self.kallsyms = c.take(c.u(4))
-            elif oid == OPT_PRINTK:
-                self.sections["printk"] = off
-                _, _, payload = self._section(off, OPT_PRINTK, "printk formats")
-                c = _Cursor(payload, 0, self.endian, self.path, "printk formats")
-                self.printk = c.take(c.u(4))
-            elif oid == OPT_CMDLINES:
-                self.sections["cmdlines"] = off
-                _, _, payload = self._section(off, OPT_CMDLINES, "cmdlines")
-                c = _Cursor(payload, 0, self.endian, self.path, "cmdlines")
-                self.cmdlines = c.take(c.u(8))
-            elif oid == OPT_CPUCOUNT:
-                self.cpus = self._uint(raw)
-        if not self.header_page_text:
-            raise TraceError(self.path, "corrupt trace.dat: no header_page section")
-        for raw in buffers_raw:
-            c = _Cursor(raw, 0, self.endian, self.path, "buffer option")
-            sec_off = c.u(8)
-            name = c.cstr()
-            clock = c.cstr()
-            page_size = c.u(4)
-            ncpu = c.u(4)
-            cpus = [CpuData(c.u(4), c.u(8), c.u(8)) for _ in range(ncpu)]
-            buf = Buffer(name, clock or None, page_size, cpus, section_offset=sec_off)
-            self.buffers.append(buf)
-        self.buffers.sort(key=lambda b: b.name != "")
-        if not self.buffers:
-            raise TraceError(self.path, "trace.dat has no data buffer (no BUFFER option)")
-        if not self.cpus:
-            self.cpus = len(self.buffers[0].cpus)
+        return None
+
+    def _read_section_option(self, oid: int, raw: bytes) -> None:
+        name, what = _SECTION_OPTIONS[oid]
+        if len(raw) != 8:
+            raise TraceError(self.path, f"corrupt {OPTION_NAMES[oid]} option: {len(raw)} bytes where a file "
+                                        "offset (8) was expected")
+        off = self._u64(raw)
+        if off >= self.file_size:
+            raise TraceError(self.path, f"corrupt {OPTION_NAMES[oid]} option: the {what} would be at offset "
+                                        f"{off}, beyond the end of the file ({self.file_size} bytes)")
+        self.sections[name] = off
+        _, _, payload = self._section(off, oid, what)
+        c = _Cursor(payload, 0, self.endian, self.path, what)
+        if oid == OPT_HEADER_INFO:
+            self._read_header_info(c)
+        elif oid == OPT_FTRACE_EVENTS:
+            self._read_ftrace_formats(c)
+        elif oid == OPT_EVENT_FORMATS:
+            self._read_event_formats(c)
+        elif oid == OPT_KALLSYMS:
+            self.kallsyms = c.take(c.u(4))
+        elif oid == OPT_PRINTK:
+            self.printk = c.take(c.u(4))
+        else:
+            self.cmdlines = c.take(c.u(8))
+
+    def _buffer_option(self, raw: bytes) -> Buffer:
+        c = _Cursor(raw, 0, self.endian, self.path, "BUFFER option")
+        sec_off = c.u(8)
+        name = c.cstr()
+        clock = c.cstr()
+        page_size = c.u(4)
+        ncpu = c.u(4)
+        if not _page_size_ok(page_size):
+            raise TraceError(self.path, f"corrupt BUFFER option of buffer {name!r}: page size {page_size}")
+        if ncpu * 20 > len(raw) - c.pos:
+            raise TraceError(self.path, f"corrupt BUFFER option of buffer {name!r}: {ncpu} CPUs do not fit "
+                                        f"its {len(raw)} bytes")
+        cpus = [CpuData(c.u(4), c.u(8), c.u(8)) for _ in range(ncpu)]
+        return Buffer(name, clock or None, page_size, cpus, section_offset=sec_off)
+
+    def _count(self, raw: bytes, what: str) -> int:
+        n = self._uint(raw)
+        if len(raw) > 8 or n > limits.MAX_CPUS:
+            raise TraceError(self.path, f"corrupt {what}: {n} CPUs (at most {limits.MAX_CPUS})")
+        return n
+
+    def _check_buffers(self) -> None:
+        """CPU ids and page sizes every buffer must have before its pages are decoded."""
+        hp = None
+        for buf in self.buffers:
+            ids = [cd.cpu for cd in buf.cpus]
+            bad = [i for i in ids if i >= limits.MAX_CPUS]
+            if bad or len(set(ids)) != len(ids):
+                what = f"CPU id {bad[0]}" if bad else "a CPU listed twice"
+                raise TraceError(self.path, f"corrupt CPU table of buffer {buf.name!r}: {what}")
+            if buf.latency:
+                continue
+            hp = hp or self.header_page
+            _ = self.header_event  # both headers are checked however little data follows
+            if hp.data_offset + 4 > buf.page_size:
+                raise TraceError(self.path, f"corrupt header_page: page data at offset {hp.data_offset} of a "
+                                            f"{buf.page_size}-byte page")
 
     def _u64(self, raw: bytes) -> int:
         return int.from_bytes(raw[:8], "little" if self.endian == "little" else "big")
@@ -400,9 +522,13 @@ class TraceDatFile:
         out: dict[int, EventFormat] = {}
         texts = [("ftrace", t) for t in self.ftrace_formats]
         texts += [(s, t) for s, ts in self.event_format_texts.items() for t in ts]
+        page = max([self.page_size, *(b.page_size for b in self.buffers)])
         for system, text in texts:
             try:
                 fmt = parse_format(text, system)
+                end = max((f.offset + f.size for f in fmt.fields), default=0)
+                if end > page:
+                    raise ValueError(f"{fmt.name}: fields reach byte {end} of a record, beyond a {page}-byte page")
             except ValueError as exc:
                 self.warnings.append(f"unreadable event format in system {system}: {exc}")
                 continue
@@ -419,14 +545,33 @@ class TraceDatFile:
     @cached_property
     def trace_clock(self) -> str | None:
         top = self.buffers[0]
-        if top.clock:
-            return top.clock
+        return top.clock or self.trace_clock_option()
+
+    def trace_clock_option(self) -> str | None:
         text = self.option_text(OPT_TRACECLOCK)
         if text:  # "[local] global counter ...": the bracketed one is in use
             for word in text.split():
                 if word.startswith("[") and word.endswith("]"):
                     return word[1:-1]
         return None
+
+    def section_header(self, pos: int) -> tuple[int, int]:
+        """(id, size) of the v7 section header at `pos`."""
+        c = _Cursor(self._mm, pos, self.endian, self.path, "section header")
+        sid, _flags, _desc, size = c.u(2), c.u(2), c.u(4), c.u(8)
+        return sid, size
+
+    def u32(self, at: int) -> int:
+        return _Cursor(self._mm, at, self.endian, self.path, "CPU data").u(4)
+
+    def page_stamps(self, at: int, end: int) -> np.ndarray:
+        """The header time stamp of every page from `at` to `end` whose time stamp is there."""
+        ps = self.page_size
+        whole = (end - at - 8) // ps + 1 if end - at >= 8 else 0
+        if whole <= 0:
+            return np.zeros(0, np.uint64)
+        dt = np.dtype("<u8" if self.endian == "little" else ">u8")
+        return np.ndarray((whole,), dt, buffer=self._mm, offset=at, strides=(ps,)).astype(np.uint64)
 
     @cached_property
     def tsc2nsec(self) -> tuple[int, int, int] | None:
@@ -436,6 +581,10 @@ class TraceDatFile:
             return None
         e = "<" if self.endian == "little" else ">"
         mult, shift, offset = struct.unpack(e + "IIq", vals[0][:16])
+        if mult == 0 or shift > 63:
+            self.warnings.append(f"TSC2NSEC option ignored: multiplier {mult}, shift {shift} cannot convert "
+                                 "a clock (timestamps stay raw counter values)")
+            return None
         return mult, shift, offset
 
     @cached_property
@@ -446,17 +595,27 @@ class TraceDatFile:
         raw = vals[0]
         text = raw.rstrip(b"\0")
         try:
-            return int(text.decode("ascii").strip(), 0)
+            value = int(text.decode("ascii").strip(), 0)
         except (UnicodeDecodeError, ValueError):
-            return int.from_bytes(raw[:8], "little" if self.endian == "little" else "big", signed=True)
+            value = int.from_bytes(raw[:8], "little" if self.endian == "little" else "big", signed=True)
+        if abs(value) > limits.MAX_TIME_OFFSET:
+            self.warnings.append(f"OFFSET option ignored: {str(value)[:30]} ns is beyond any clock")
+            return 0
+        return value
 
     @cached_property
     def cmdline_map(self) -> dict[int, str]:
         out: dict[int, str] = {}
+        bad = 0
         for line in self.cmdlines.decode("utf-8", "replace").splitlines():
             pid, _, comm = line.partition(" ")
-            if pid.strip().lstrip("-").isdigit():
+            pid = pid.strip()
+            if pid.isascii() and pid.isdigit() and len(pid) < 12 and int(pid) <= limits.MAX_PID:
                 out[int(pid)] = comm
+            elif line.strip():
+                bad += 1
+        if bad:
+            self.warnings.append(f"{bad} saved command lines without a valid pid skipped")
         return out
 
     def cpu_data(self, cpu_index: int, buffer: int = 0) -> tuple[np.ndarray, int, bool]:
@@ -470,21 +629,25 @@ class TraceDatFile:
             return arr, cd.offset, avail < cd.size
         return self._decompress_cpu(cd), -1, False
 
-    def _chunk_table(self, cd: CpuData) -> list[tuple[int, int, int]]:
-        """(file offset, compressed size, uncompressed size) of each compressed chunk of a CPU.
-
-        Layout: chunk count, then per chunk compressed size, uncompressed size, data.
-        """
+    def _chunk_table(self, cd: CpuData) -> list[Chunk]:
+        """Each compressed chunk of a CPU. Layout: chunk count, then per chunk compressed size,
+        uncompressed size, data. A chunk the file's end cuts is decompressed as far as it goes."""
         what = f"CPU {cd.cpu} data"
         c = _Cursor(self._mm, cd.offset, self.endian, self.path, what)
-        chunks: list[tuple[int, int, int]] = []
+        chunks: list[Chunk] = []
         try:
             count = c.u(4)
             for _ in range(count):
                 csize, usize = c.u(4), c.u(4)
+                if csize < 8:  # smaller than any zstd frame or zlib stream: each chunk costs a table entry
+                    raise TraceError(self.path, f"corrupt compressed {what}: a chunk of {csize} bytes")
+                self._check_expansion(csize, usize, what)
                 if c.pos + csize > len(self._mm):
+                    head = self._decompress(self._mm[c.pos:], usize, what, partial=True)
+                    if head:
+                        chunks.append(Chunk(c.pos, len(self._mm) - c.pos, len(head), head))
                     raise _Truncated(what)
-                chunks.append((c.pos, csize, usize))
+                chunks.append(Chunk(c.pos, csize, usize))
                 c.pos += csize
         except _Truncated:
             msg = f"{what}: compressed data truncated after {len(chunks)} chunks"
@@ -493,18 +656,22 @@ class TraceDatFile:
             self.truncated_cpus.add(cd.cpu)
         return chunks
 
+    def _chunk_bytes(self, cd: CpuData, ch: Chunk) -> bytes:
+        if ch.head is not None:
+            return ch.head
+        return self._decompress(self._mm[ch.pos: ch.pos + ch.csize], ch.usize, f"CPU {cd.cpu} data")
+
     def _decompress_cpu(self, cd: CpuData) -> np.ndarray:
         chunks = self._chunk_table(cd)
-        out = np.empty(sum(u for _, _, u in chunks), dtype=np.uint8)
+        out = np.empty(sum(ch.usize for ch in chunks), dtype=np.uint8)
         self._decompress_into(cd, chunks, out)
         return out
 
-    def _decompress_into(self, cd: CpuData, chunks: list[tuple[int, int, int]], out: np.ndarray) -> None:
+    def _decompress_into(self, cd: CpuData, chunks: list[Chunk], out: np.ndarray) -> None:
         at = 0
-        for pos, csize, usize in chunks:
-            out[at: at + usize] = np.frombuffer(self._decompress(self._mm[pos: pos + csize], usize,
-                                                                 f"CPU {cd.cpu} data"), dtype=np.uint8)
-            at += usize
+        for ch in chunks:
+            out[at: at + ch.usize] = np.frombuffer(self._chunk_bytes(cd, ch), dtype=np.uint8)
+            at += ch.usize
 
     def buffer_data(self, buffer: int = 0, pool=None) -> tuple[np.ndarray, list[tuple[int, int, bool]]]:
         """Every CPU's pages of one buffer in one array: (data, [(start, length, cut)] per CPU).
@@ -521,7 +688,7 @@ class TraceDatFile:
                 spans.append((min(cd.offset, self.file_size), avail, avail < cd.size))
             return data, spans
         tables = [self._chunk_table(cd) if cd.size else [] for cd in cpus]
-        lengths = [sum(u for _, _, u in t) for t in tables]
+        lengths = [sum(ch.usize for ch in t) for t in tables]
         starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         data = np.empty(int(starts[-1]), dtype=np.uint8)
         jobs = [(cd, t, data[int(starts[i]): int(starts[i + 1])]) for i, (cd, t) in enumerate(zip(cpus, tables))]
@@ -541,11 +708,16 @@ class TraceDatFile:
         return set()
 
     def close(self) -> None:
-        try:
-            self._mm.close()
-        except BufferError:
-            pass  # arrays still view the map; the OS frees it with them
-        self._fh.close()
+        """Unmap and close the file (idempotent). Arrays still viewing the map keep it alive."""
+        mm, self._mm = getattr(self, "_mm", None), None
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:
+                pass  # arrays still view the map; it is freed with them
+        fh, self._fh = getattr(self, "_fh", None), None
+        if fh is not None:
+            fh.close()
 
 
 class CpuReader:
@@ -586,8 +758,8 @@ class CpuReader:
             return
         pending: list[np.ndarray] = []
         held = 0
-        for pos, csize, usize in tdf._chunk_table(cd):
-            part = np.frombuffer(tdf._decompress(tdf._mm[pos: pos + csize], usize, f"CPU {cd.cpu} data"), np.uint8)
+        for ch in tdf._chunk_table(cd):
+            part = np.frombuffer(tdf._chunk_bytes(cd, ch), np.uint8)
             pending.append(part)
             held += part.size
             if held >= self.chunk:

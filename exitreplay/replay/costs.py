@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import UsageError
+from ..tomlfile import load_toml
 from .policy import OPERATIONS
 
 LEVELS = ("low", "typical", "high")
@@ -132,14 +133,7 @@ def load_costs(name_or_path: str = "zen") -> CostProfile:
     name_or_path = ALIASES.get(name_or_path, name_or_path)
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
-        if not p.exists():
-            raise UsageError(f"cost profile {p} does not exist")
-        try:
-            data = tomllib.loads(p.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cost profile {p}: not valid TOML: {str(exc).splitlines()[0]}") from None
-        except OSError as exc:
-            raise UsageError(f"cost profile {p}: cannot read it: {exc.strerror}") from None
+        data = load_toml(p, "cost profile")
         return parse_costs(data, str(p))
     if name_or_path not in builtin_cost_names():
         raise UsageError(f"unknown cost profile {name_or_path!r} (built-ins: {', '.join(builtin_cost_names())})")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..kvm.state import LAZY_MSR_SETS
+from ..tomlfile import load_toml
 
 # gsbase: switching the GS base around an exit by hand (save the guest's, load the host's after
 # #VMEXIT, the guest's again before VMRUN), priced by method in the cost profile (costs.md).
@@ -178,14 +179,7 @@ def load_policy(name_or_path: str) -> Policy:
     """A built-in policy by name, or a user's TOML file by path."""
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
-        if not p.exists():
-            raise UsageError(f"policy file {p} does not exist")
-        try:
-            data = tomllib.loads(p.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"policy file {p}: not valid TOML: {str(exc).splitlines()[0]}") from None
-        except OSError as exc:
-            raise UsageError(f"policy file {p}: cannot read it: {exc.strerror}") from None
+        data = load_toml(p, "policy file")
         pol = parse_policy(data, str(p))
         return dataclasses.replace(pol, path=str(p))
     if name_or_path not in builtin_names():
