@@ -2,10 +2,10 @@
 
 `StreamAnalysis` takes the windows of one trace in row order (`feed`) and gives the Report of
 what it has seen (`report`, callable at any time: the live view calls it every interval).
-`own_rows=(lo, hi)` counts only the exits (and row-attributed events) in [lo, hi): a worker
-given one range of a huge trace feeds a warm-up window before lo and windows past hi until
-`done` (all its exits complete), and the workers' `partial()`s merge (`merge`, `finish`) into
-the Report of the whole trace.
+`own_ts=(lo, hi)` counts only the exits (and time-attributed events) with lo <= ts < hi (trace
+clock units): a worker given one time range of a huge trace feeds a warm-up window before lo,
+then windows until `done` (every exit it owns is complete), and the workers' `partial()`s merge
+(`merge(partials)`, `finish(merged) -> Report`) into the Report of the whole trace.
 """
 from __future__ import annotations
 

@@ -13,10 +13,10 @@ from ..trace import Trace
 
 class StreamAnalysis:
     def __init__(self, policies=None, costs=None, baseline=None, *, filters=None, cpu_mhz=None,
-                 tsc_mhz=None, gsbase_method=None, own_rows: tuple[int, int] | None = None):
+                 tsc_mhz=None, gsbase_method=None, own_ts: tuple[int, int] | None = None):
         self.kw: dict[str, Any] = dict(policies=policies, costs=costs, baseline=baseline, filters=filters,
                                        cpu_mhz=cpu_mhz, tsc_mhz=tsc_mhz, gsbase_method=gsbase_method)
-        self.own_rows = own_rows
+        self.own_ts = own_ts
         self.windows: list[Trace] = []
 
     @property
