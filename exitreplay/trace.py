@@ -99,10 +99,14 @@ class Trace:
     Per-event tables may be built lazily (a reader passes a callable), so asking for `kvm_exit`
     does not decode `sched_switch`. A Trace read from a file may keep it open for those tables:
     `close()` (or `with read_trace(path) as trace:`) releases it; tables decoded before stay.
+
+    A window of a longer trace (exitreplay.windows, the streaming analysis) keeps the file's row
+    numbers: `row_base` is the row of its first event, so a table's `row` r is `events[r - row_base]`.
     """
 
     def __init__(self, events: pa.Table, tables: Mapping[str, TableSource], meta: TraceMeta,
-                 close: Callable[[], None] | None = None):
+                 close: Callable[[], None] | None = None, row_base: int = 0):
+        self.row_base = int(row_base)
         self.events = conform_events(events)
         self._sources: dict[str, TableSource] = dict(tables)
         self._cache: dict[str, pa.Table] = {}
@@ -184,7 +188,8 @@ class Trace:
                     raise TraceError(self.meta.path, f"table {name!r}: its {col} column is not {typ}") from None
         rows = tbl.column("row")
         lo_hi = pc.min_max(rows).as_py() if tbl.num_rows else {"min": 0, "max": 0}
-        if rows.null_count or lo_hi["min"] < 0 or lo_hi["max"] >= max(self.events.num_rows, 1):
+        base = self.row_base
+        if rows.null_count or lo_hi["min"] < base or lo_hi["max"] >= base + max(self.events.num_rows, 1):
             raise TraceError(self.meta.path, f"table {name!r}: rows outside the trace's {self.events.num_rows} events")
         return tbl
 
@@ -214,6 +219,25 @@ class Trace:
     def df(self, name: str | None = None) -> pl.DataFrame:
         """Polars view (zero-copy where Arrow allows) of `events` or of one event table."""
         return pl.from_arrow(self.events if name is None else self.table(name))  # type: ignore[return-value]
+
+    def slice_rows(self, lo: int, hi: int | None = None) -> Trace:
+        """The events with lo <= row < hi, keeping the file's row numbers (row_base)."""
+        base, n = self.row_base, len(self)
+        hi = base + n if hi is None else hi
+        lo, hi = max(lo, base), min(hi, base + n)
+        if lo <= base and hi >= base + n:
+            return self
+        hi = max(hi, lo)
+        tables: dict[str, TableSource] = {}
+        for name in self._sources:
+            t = self.table(name)
+            r = t.column("row")
+            t = t.filter(pc.and_(pc.greater_equal(r, lo), pc.less(r, hi)))
+            if t.num_rows:
+                tables[name] = t
+        meta = dataclasses.replace(self.meta, event_counts={}, first_ts=None, last_ts=None,
+                                   dropped=[d for d in self.meta.dropped if d.row is not None and lo <= d.row < hi])
+        return Trace(self.events.slice(lo - base, hi - lo), tables, meta, row_base=lo)
 
     def slice_time(self, start_ns: int | None = None, end_ns: int | None = None) -> Trace:
         """A Trace restricted to start_ns <= ts < end_ns (rows renumbered)."""
