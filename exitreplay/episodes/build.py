@@ -33,7 +33,7 @@ from .pairing import Pairing, empty_entries, entry_columns, pair
 from .threads import sync_point_counts, thread_table
 
 EXTRA_SCHEMA = {"pid": pl.Int32, "vcpu": pl.Int64, "vm": pl.Int32, "first_kind": pl.Utf8, "uret_state": pl.Int8,
-                "user_returns": pl.Int64}
+                "user_returns": pl.Int64, "uret_prev_pid": pl.Int32}
 
 
 @dataclasses.dataclass
@@ -126,6 +126,7 @@ def build_episodes(trace: Trace, carry: Carry | None = None, final: bool = True)
         "migrated": timing["migrated"], "moved": moved, "entry_lost": p.entry_lost, "nested": flags["nested"],
         "put_ts": nullable(att.put_ts, att.put_ts != BIG), "crosses_drop": timing["crosses"],
         "uret_state": returns["uret_state"], "user_returns": returns["user_returns"],
+        "uret_prev_pid": returns["uret_prev_pid"],
     })
     ep = ep.with_columns(
         pl.col("entry_row").cast(pl.Int32 if row_t is np.int32 else pl.Int64),
@@ -245,6 +246,8 @@ def _user_returns(trace: Trace, p: Pairing, ex: pa.Table, att, ent: dict, flags:
     uret_state = np.full(n, -1, np.int8)
     ls = res.load_state.filter(pl.col("ep") >= 0)
     uret_state[ls["ep"].to_numpy()] = ls["state"].to_numpy()
+    prev = np.full(n, -1, np.int64)
+    prev[ls["ep"].to_numpy()] = np.where(ls["prev"].to_numpy() >= 0, p.upids[np.maximum(ls["prev"].to_numpy(), 0)], -1)
     fired_ep = res.fired.filter(pl.col("ep") >= 0)["ep"].to_numpy()
     counts.update(user_returns=int(own.sum()),
                   user_returns_after_loss=int(res.fired["unknown"].sum()) if res.fired.height else 0)
@@ -253,6 +256,7 @@ def _user_returns(trace: Trace, p: Pairing, ex: pa.Table, att, ent: dict, flags:
         warnings.append(f"no sched_switch recorded on CPU {', '.join(map(str, blind))}: returns to user mode there "
                         "are seen only at KVM_RUN returns; after a preemption or blocking they are unknown")
     return {"uret_state": nullable(uret_state, uret_state >= 0),
+            "uret_prev_pid": nullable(prev.astype(np.int32), uret_state >= ur.OTHER_VCPU),
             "user_returns": np.bincount(fired_ep, minlength=n).astype(np.uint16),
             "first": first, "first_state": res.load_state.filter(pl.col("first") >= 0),
             "fired_elsewhere": res.fired.filter(pl.col("ep") < 0), "final": res.final, "marks": m, "run": run,
@@ -267,6 +271,10 @@ def _extra_frame(returns: dict, p: Pairing, threads: pl.DataFrame) -> pl.DataFra
     state = np.full(m, -1, np.int8)
     fs = returns["first_state"]
     state[fs["first"].to_numpy()] = fs["state"].to_numpy()
+    prev = np.full(m, -1, np.int64)
+    pv = fs["prev"].to_numpy()
+    prev[fs["first"].to_numpy()] = np.where(pv >= 0, p.upids[np.maximum(pv, 0)], -1)
+    prev[state < 2] = -1
     other = returns["fired_elsewhere"]
     per_first = np.bincount(other.filter(pl.col("first") >= 0)["first"].to_numpy(), minlength=m)
     loose = other.filter(pl.col("first") < 0)["code"].to_numpy()
@@ -275,6 +283,9 @@ def _extra_frame(returns: dict, p: Pairing, threads: pl.DataFrame) -> pl.DataFra
         "first_kind": [FIRST_KINDS[k] for k in first["kind"]] + [None] * loose.size,
         "uret_state": np.concatenate([state, np.full(loose.size, -1, np.int8)]),
         "user_returns": np.concatenate([per_first, np.ones(loose.size, np.int64)]),
-    }, schema_overrides={"pid": pl.Int32, "first_kind": pl.Utf8, "uret_state": pl.Int8, "user_returns": pl.Int64})
+        "uret_prev_pid": np.concatenate([prev, np.full(loose.size, -1, np.int64)]),
+    }, schema_overrides={"pid": pl.Int32, "first_kind": pl.Utf8, "uret_state": pl.Int8, "user_returns": pl.Int64,
+                         "uret_prev_pid": pl.Int32})
     rows = rows.join(threads.select("pid", "vcpu", "vm"), on="pid", how="left")
-    return rows.with_columns(pl.col("uret_state").replace(-1, None)).select(list(EXTRA_SCHEMA))
+    return rows.with_columns(pl.col("uret_state").replace(-1, None),
+                             pl.col("uret_prev_pid").replace(-1, None)).select(list(EXTRA_SCHEMA))

@@ -33,18 +33,20 @@ def marks_back(df: pl.DataFrame, upids: np.ndarray, exit_row: np.ndarray) -> pl.
     return pl.DataFrame({"cpu": df["cpu"].to_numpy().astype(np.int32), "row": df["row"].to_numpy(),
                          "kind": df["kind"].to_numpy().astype(np.int8),
                          "code": codes(upids, df["pid"].to_numpy().astype(np.int32)),
-                         "ep": ep, "first": np.full(df.height, -1, np.int64)}, schema=ur.MARK_SCHEMA)
+                         "ep": ep, "first": df["first"].to_numpy().astype(np.int64)}, schema=ur.MARK_SCHEMA)
 
 
 def _as_carried(m: pl.DataFrame, upids: np.ndarray, exit_row: np.ndarray) -> pl.DataFrame:
     """This view's marks (codes, local episode indices) as carried marks (pids, references)."""
     code = m["code"].to_numpy()
     ep = m["ep"].to_numpy().astype(np.int64)
+    # A first entry's mark stays one (first -2) however many views it is carried through.
+    first = np.where(m["first"].to_numpy() != -1, -2, -1)
     local = ep >= 0
     ep = np.where(local, ref(exit_row[np.maximum(ep, 0)]) if exit_row.size else -1, ep)
     return pl.DataFrame({"cpu": m["cpu"].to_numpy(), "row": m["row"].to_numpy(), "kind": m["kind"].to_numpy(),
                          "pid": np.where(code >= 0, upids[np.maximum(code, 0)] if upids.size else -1, -1),
-                         "ep": ep, "first": np.full(m.height, -1, np.int64)}, schema=MARKS)
+                         "ep": ep, "first": first.astype(np.int64)}, schema=MARKS)
 
 
 def hand_on(trace, eps, p, en: pa.Table, first: dict, returns: dict, carry: Carry | None, cut: int) -> Carry:
@@ -56,9 +58,10 @@ def hand_on(trace, eps, p, en: pa.Table, first: dict, returns: dict, carry: Carr
     owned_ep = np.zeros(e.size, bool)
     owned_ep[e >= 0] = exit_row[e[e >= 0]] < cut
     kind = m["kind"].to_numpy()
+    is_first = m["first"].to_numpy() != -1
     future = (m["row"].to_numpy() >= cut) & (
-        ((kind == ur.PUT) | (kind == ur.LOAD)) & (owned_ep | (e <= -2) | (m["first"].to_numpy() >= 0))
-        | ((kind == ur.ARM) & ((e >= 0) | (e <= -2) | (m["first"].to_numpy() >= 0))))
+        ((kind == ur.PUT) | (kind == ur.LOAD)) & (owned_ep | (e <= -2) | is_first)
+        | ((kind == ur.ARM) & ((e >= 0) | (e <= -2) | is_first)))
     ent_row = ep["entry_row"].to_numpy()
     consumed = ep.filter((pl.col("exit_row") < cut) & (pl.col("entry_row") >= cut))["entry_row"].to_numpy()
     # First entries at or after the cut are this view's too: the next one must not see them again.

@@ -159,7 +159,9 @@ def infer(m: pl.DataFrame, vm_of_code: np.ndarray, initial: pl.DataFrame | None 
     is_load, is_uret = (kind == LOAD) & ~carried, (kind == URET) & ~carried
     host = (p < 0) | np.isin(p_kind, [URET, LOSS])
     load_state = np.select([host, code[pc] == code, vm[pc] == vm], [HOST, SAME, OTHER_VCPU], OTHER_VM)
-    loads = pl.DataFrame({"ep": ep[is_load], "first": first[is_load], "state": load_state[is_load].astype(np.int8)})
+    prev = np.where(p >= 0, code[pc], -1)  # whose values the CPU held (for a stream's later VM map)
+    loads = pl.DataFrame({"ep": ep[is_load], "first": first[is_load], "state": load_state[is_load].astype(np.int8),
+                          "prev": prev[is_load].astype(np.int32)})
     fired = is_uret & (p >= 0) & np.isin(p_kind, [LOAD, ARM, LOSS])
     # The put that let the CPU run other tasks (if it came after the arming mark), else the
     # episode or first entry that armed it.

@@ -33,6 +33,10 @@ class Partial:
     classes: Counter = dataclasses.field(default_factory=Counter)
     sync: Counter = dataclasses.field(default_factory=Counter)
     nested: Counter = dataclasses.field(default_factory=Counter)
+    # Loads that found another vCPU's values: whether it was one of the same VM is decided at
+    # the end, with every thread known (reason, pid, vcpu, prev pid, n; extras without reason).
+    others: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)
+    extra_others: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -79,12 +83,18 @@ class StreamAnalysis:
         self.dropped += window.meta.dropped
         view = concat(self.tail, window)
         self.msr_traced |= view.has("kvm_msr")
+        if not (view.has("kvm_exit") and view.table("kvm_exit").num_rows) and len(view) <= self.max_tail // 4:
+            self.tail = view  # nothing to cut at yet: the view waits for its first exit
+            return
         forced = len(view) > self.max_tail
         eps = build_episodes(view, self.carry, final=forced)
         if forced:
             self.part.warnings.append(f"an exit stayed open for more than {self.max_tail} events: the views "
                                       "were closed there (its episode counts as open at the end)")
         self._absorb(self.part, eps, view)
+        if eps.cut is None:  # a view with no exits, closed: what it carried stays as it was
+            self.tail = None
+            return
         self.carry = None if forced else eps.carry
         self.tail = None if forced else view.slice_rows(eps.cut)
 
@@ -115,6 +125,8 @@ class StreamAnalysis:
             ex = ex.head(0) if self.flt.per_exit else ex.join(self.flt.threads(threads).select("pid"), on="pid",
                                                                how="semi")
         part.extra.update(extra_boundaries(ex))
+        eo = ex.filter(pl.col("uret_prev_pid").is_not_null()).group_by("pid", "uret_prev_pid").len()
+        part.extra_others = _add(part.extra_others, eo, ["pid", "uret_prev_pid"], "len")
         ep = eps.table
         if not ep.height or "reason" not in ep.columns:
             self._late(part, eps, keep_state)
@@ -123,6 +135,10 @@ class StreamAnalysis:
         part.classes.update({str(k): v for k, v in ep.group_by("cls").len().iter_rows()})
         self._add_sums(part, ep)
         part.lat.add(ep)
+        oth = ep.filter(pl.col("uret_prev_pid").is_not_null()).select(
+            pl.col("reason").cast(pl.Utf8), pl.col("pid").cast(pl.Int32), pl.col("vcpu").cast(pl.Int32),
+            "uret_prev_pid").group_by(KEYS + ["uret_prev_pid"]).len()
+        part.others = _add(part.others, oth, KEYS + ["uret_prev_pid"], "len")
         nc = nested_counts(ep)
         nc["loads"] = l1_loads(ep, self.l1_before)
         part.nested.update(nc)
@@ -132,7 +148,7 @@ class StreamAnalysis:
 
     def _add_sums(self, part: Partial, ep: pl.DataFrame) -> None:
         b = boundary_frame(ep)
-        per, self.slots = episode_sums(b, host_policies_all(self.all_policies), self.msr_traced, KEYS)
+        per, self.slots = episode_sums(b, host_policies_all(self.all_policies), None, KEYS)
         per = per.with_columns(pl.col("reason").cast(pl.Utf8), pl.col("pid").cast(pl.Int32),
                                pl.col("vcpu").cast(pl.Int32))
         part.sums = per if not part.sums.height else pl.concat([part.sums, per], how="diagonal_relaxed").group_by(
@@ -149,7 +165,7 @@ class StreamAnalysis:
                     (pl.col("user_returns").cast(pl.Int64) + pl.col("count")).cast(old.schema["user_returns"])
                     .alias("user_returns")).drop("count")
                 self._add_sums(part, new)
-                neg, _ = episode_sums(boundary_frame(old), host_policies_all(self.all_policies), self.msr_traced, KEYS)
+                neg, _ = episode_sums(boundary_frame(old), host_policies_all(self.all_policies), None, KEYS)
                 neg = neg.with_columns(pl.col("reason").cast(pl.Utf8), pl.col("pid").cast(pl.Int32),
                                        pl.col("vcpu").cast(pl.Int32))
                 neg = neg.with_columns([(-pl.col(c)) for c in neg.columns if c not in KEYS])
@@ -197,11 +213,12 @@ class StreamAnalysis:
         nested_rows: list[dict] = []
         exits = int(part.sums["exit"].sum()) if part.sums.height else 0
         if exits:
-            per = part.sums.join(vm_of_pid, on="pid", how="left").drop("pid").group_by(
+            sums, extra_b = reclassify(part, vm_of_pid)
+            per = sums.join(vm_of_pid, on="pid", how="left").drop("pid").group_by(
                 ["reason", "vm", "vcpu"]).agg(pl.all().sum())
             results = results_from_sums(per, ["reason", "vm", "vcpu"], self.slots, host_policies(base, pols), cost,
-                                        extra=dict(part.extra), span_ns=span_ns, cpus=meta.cpus or 1,
-                                        groups=REPLAY_GROUPS)
+                                        extra=extra_b, span_ns=span_ns, cpus=meta.cpus or 1,
+                                        groups=REPLAY_GROUPS, variant="t" if self.msr_traced else "u")
             nested_rows = nested_table(pols, base, cost, lambda p, be: nested_from_counts(part.nested, p, be, cost))
         lat = part.lat.tables(vm_of_pid, LAT_GROUPS) if exits else {k: pl.DataFrame() for k in LAT_GROUPS}
         if exits and not self.msr_traced:
@@ -220,8 +237,35 @@ class StreamAnalysis:
         return assemble(ctx, facts, results, lat, nested_rows, warnings, extra_summary=extra)
 
 
-def _pairing_fix(part, meta):
-    return None
+def _add(acc: pl.DataFrame, new: pl.DataFrame, keys: list[str], col: str) -> pl.DataFrame:
+    if not new.height:
+        return acc
+    if not acc.height:
+        return new
+    return pl.concat([acc, new], how="vertical_relaxed").group_by(keys).agg(pl.col(col).sum())
+
+
+def _same_vm(df: pl.DataFrame, vm_of_pid: pl.DataFrame) -> pl.DataFrame:
+    prev = vm_of_pid.rename({"pid": "uret_prev_pid", "vm": "prev_vm"})
+    return df.join(vm_of_pid, on="pid", how="left").join(prev, on="uret_prev_pid", how="left").with_columns(
+        (pl.col("vm") == pl.col("prev_vm")).fill_null(False).alias("same"))
+
+
+def reclassify(part: Partial, vm_of_pid: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+    """The sums and extras with each other-vCPU load split by the final VM of both threads."""
+    sums, extra = part.sums, dict(part.extra)
+    if part.others.height:
+        o = _same_vm(part.others, vm_of_pid).group_by(KEYS).agg(
+            pl.col("len").filter(pl.col("same")).sum().alias("_v"), pl.col("len").filter(~pl.col("same")).sum()
+            .alias("_m"))
+        sums = sums.join(o, on=KEYS, how="left").with_columns(
+            pl.col("_v").fill_null(0).alias("load_after_other_vcpu"),
+            pl.col("_m").fill_null(0).alias("load_after_other_vm")).drop("_v", "_m")
+    if part.extra_others.height:
+        e = _same_vm(part.extra_others, vm_of_pid)
+        extra["load_after_other_vcpu"] = float(e.filter(pl.col("same"))["len"].sum())
+        extra["load_after_other_vm"] = float(e.filter(~pl.col("same"))["len"].sum())
+    return sums, extra
 
 
 def host_policies_all(pols: list[Policy]) -> list[Policy]:

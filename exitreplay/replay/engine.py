@@ -157,26 +157,30 @@ def _weights(policy: Policy, costs: CostProfile, level: str = "typical") -> dict
 class Slots:
     """Policies with the same lazy settings share their columns (one slot each)."""
     slot: dict[Lazy, int]
-    causes: dict[Lazy, list[str]]
+    causes: dict[tuple[Lazy, str], list[str]]  # (lazy settings, variant) -> cause names
 
 
-def episode_sums(b: pl.DataFrame, policies: Sequence[Policy], msr_traced: bool, keys: list[str],
+def episode_sums(b: pl.DataFrame, policies: Sequence[Policy], msr_traced: bool | None, keys: list[str],
                  index: GroupIndex | None = None) -> tuple[pl.DataFrame, Slots]:
     """Every sum the replay needs, per group of `keys` (one row per distinct combination): the
     boundary counts, each lazy slot's reads, writes and causes, the put causes and the host time
-    until each put. Sums over groups add up, so these partial sums merge across windows."""
+    until each put. Sums over groups add up, so these partial sums merge across windows.
+    msr_traced None: the lazy sums both as if kvm_msr were traced (suffix "t") and not ("u"), for
+    a stream that learns only at its end whether the trace has any (results_from_sums' variant)."""
     b = b if "b_exit" in b.columns else boundary_frame(b)
     aggs: list[pl.Expr] = [pl.col(f"b_{k}").cast(pl.Int64).sum().alias(k) for k in EPISODE_BOUNDARIES]
     slots = Slots({}, {})
+    variants = {"": msr_traced} if msr_traced is not None else {"t": True, "u": False}
     for p in policies:
         if p.lazy in slots.slot:
             continue
         i = slots.slot[p.lazy] = len(slots.slot)
-        any_lazy, lazy_w, causes = lazy_columns(None, p.lazy, msr_traced)
-        aggs += [(any_lazy & ~lazy_w).cast(pl.Int64).sum().alias(f"lazy_read#{i}"),
-                 lazy_w.cast(pl.Int64).sum().alias(f"lazy_write#{i}")]
-        aggs += [v.cast(pl.Int64).sum().alias(f"cause#{i}#{k}") for k, v in causes.items()]
-        slots.causes[p.lazy] = list(causes)
+        for sfx, traced in variants.items():
+            any_lazy, lazy_w, causes = lazy_columns(None, p.lazy, traced)
+            aggs += [(any_lazy & ~lazy_w).cast(pl.Int64).sum().alias(f"lazy_read#{i}{sfx}"),
+                     lazy_w.cast(pl.Int64).sum().alias(f"lazy_write#{i}{sfx}")]
+            aggs += [v.cast(pl.Int64).sum().alias(f"cause#{i}{sfx}#{k}") for k, v in causes.items()]
+            slots.causes[(p.lazy, sfx)] = list(causes)
     until_put = pl.coalesce(pl.col("put_ts") - pl.col("ts"), pl.col("latency_ns")).clip(lower_bound=0)
     aggs += [
         pl.col("userspace").cast(pl.Int64).sum().alias("put:userspace"),
@@ -199,14 +203,15 @@ def episode_sums(b: pl.DataFrame, policies: Sequence[Policy], msr_traced: bool, 
 
 def results_from_sums(per: pl.DataFrame, keys: list[str], slots: Slots, policies: Sequence[Policy],
                       costs: CostProfile, *, extra: Mapping[str, float] | None = None, span_ns: int, cpus: int,
-                      groups: Mapping[str, list[str]] | None = None) -> dict[str, PolicyResult]:
-    """Each policy's operations, cycles, sync causes and exposure from episode_sums' table."""
+                      groups: Mapping[str, list[str]] | None = None, variant: str = "") -> dict[str, PolicyResult]:
+    """Each policy's operations, cycles, sync causes and exposure from episode_sums' table
+    (variant: "t" or "u" where it was summed with msr_traced None)."""
     tot = per.select(pl.exclude(keys).sum()).row(0, named=True) if per.height else {}
     grouped = {name: per.group_by(ks).agg(pl.exclude(keys).sum()) for name, ks in (groups or {}).items()} \
         if per.height else {}
     out: dict[str, PolicyResult] = {}
     for p in policies:
-        i = slots.slot[p.lazy]
+        i = f"{slots.slot[p.lazy]}{variant}"
         bcount = {k: float(tot.get(k) or 0) for k in EPISODE_BOUNDARIES}
         bcount["lazy_read"] = float(tot.get(f"lazy_read#{i}") or 0)
         bcount["lazy_write"] = float(tot.get(f"lazy_write#{i}") or 0)
@@ -217,7 +222,8 @@ def results_from_sums(per: pl.DataFrame, keys: list[str], slots: Slots, policies
 
         sync_causes = {k: int(tot.get(k) or 0) for k in ("put:userspace", "put:preempted", "put:blocked",
                                                          "put:migrated", "put:unknown")}
-        sync_causes.update({f"lazy:{c}": int(tot.get(f"cause#{i}#{c}") or 0) for c in slots.causes[p.lazy]})
+        sync_causes.update({f"lazy:{c}": int(tot.get(f"cause#{i}#{c}") or 0)
+                            for c in slots.causes[(p.lazy, variant)]})
         if p.syncs_every_exit:
             syncs = int(bcount["exit"])
             sync_causes = {"every exit": syncs, **sync_causes}
