@@ -43,11 +43,15 @@ class Partial:
 class StreamAnalysis:
     def __init__(self, policies=None, costs=None, baseline=None, *, filters: Filters | None = None,
                  cpu_mhz=None, tsc_mhz=None, gsbase_method=None, own_ts: tuple[int, int] | None = None,
-                 max_tail: int = MAX_TAIL):
+                 max_tail: int = MAX_TAIL, recent_episodes: bool = False):
+        """recent_episodes: each report()'s `episodes` holds the exits owned since the previous
+        report() (a live view's interval); otherwise reports carry no episode table."""
         self.policies, self.costs_arg, self.baseline = policies, costs, baseline
         self.flt = filters or Filters()
         self.cpu_mhz, self.tsc_mhz, self.gsbase_method = cpu_mhz, tsc_mhz, gsbase_method
         self.own_ts, self.max_tail = own_ts, max_tail
+        self.recent_episodes = recent_episodes
+        self.recent: list[pl.DataFrame] = []
         self.tail: Trace | None = None
         self.carry = None
         self.part = Partial()
@@ -74,13 +78,15 @@ class StreamAnalysis:
 
     def feed(self, window: Trace) -> None:
         if self.meta is None:
-            self.meta = window.meta
+            self._start(window)
+        self.meta = window.meta  # the file's warnings are complete in its last window
         if len(window):
             ts = window.events.column("ts")
             self.first_ts = self.first_ts if self.first_ts is not None else int(ts[0].as_py())
             self.last_ts = int(ts[-1].as_py())
         self.events += len(window)
         self.dropped += window.meta.dropped
+        window = self._in_window(window)
         view = concat(self.tail, window)
         self.msr_traced |= view.has("kvm_msr")
         if not (view.has("kvm_exit") and view.table("kvm_exit").num_rows) and len(view) <= self.max_tail // 4:
@@ -98,12 +104,51 @@ class StreamAnalysis:
         self.carry = None if forced else eps.carry
         self.tail = None if forced else view.slice_rows(eps.cut)
 
+    def _start(self, first: Trace) -> None:
+        meta = first.meta
+        self.raw_tsc = any("raw counter values" in w for w in meta.warnings)
+        mhz = _positive(self.cpu_mhz, "--cpu-mhz")
+        self.t_mhz = _positive(self.tsc_mhz, "--tsc-mhz")
+        if self.raw_tsc:
+            # The cost profile's clock is known only at the end: without --cpu-mhz/--tsc-mhz the
+            # TSC is taken to run at the default profile's frequency, as analyze() does.
+            from ..replay.costs import default_costs
+
+            self.t_mhz = self.t_mhz or mhz or float(default_costs(None, None).cpu_mhz)
+        self.ns_per_unit = 1000.0 / self.t_mhz if self.raw_tsc else 1.0
+        self.bounds = None
+        if self.flt.start is not None or self.flt.end is not None:
+            first_ts = int(first.events.column("ts")[0].as_py()) if len(first) else 0
+            lo = None if self.flt.start is None else self.flt.start.resolve(first_ts, self.ns_per_unit)
+            hi = None if self.flt.end is None else self.flt.end.resolve(first_ts, self.ns_per_unit)
+            self.bounds = (lo if lo is not None else first_ts, hi if hi is not None else 2**63 - 1)
+
+    def _in_window(self, window: Trace) -> Trace:
+        """The events inside --from/--to (rows kept: they are contiguous)."""
+        if self.bounds is None or not len(window):
+            return window
+        import numpy as np
+
+        ts = np.asarray(window.events.column("ts").to_numpy())
+        lo, hi = np.searchsorted(ts, self.bounds[0]), np.searchsorted(ts, self.bounds[1])
+        self.in_window = getattr(self, "in_window", 0) + int(hi - lo)
+        if hi > lo:
+            self.win_first = int(ts[lo]) if getattr(self, "win_first", None) is None else self.win_first
+            self.win_last = int(ts[hi - 1])
+        return window.slice_rows(window.row_base + int(lo), window.row_base + int(hi))
+
     def report(self) -> Report:
         part = copy.deepcopy(self.part)
+        recent, self.recent = self.recent, []
         if self.tail is not None and len(self.tail):
             eps = build_episodes(self.tail, self.carry, final=True)
             self._absorb(part, eps, self.tail, keep_state=False)
-        return self._finish(part)
+            if self.recent_episodes and eps.table.height:
+                recent = [*recent, eps.table]  # still open here: owned again by a later report
+        rep = self._finish(part)
+        if self.recent_episodes and recent:
+            rep.episodes = pl.concat(recent, how="diagonal_relaxed")
+        return rep
 
     # -- one view ------------------------------------------------------------------------------
     def _absorb(self, part: Partial, eps, view: Trace, keep_state: bool = True) -> None:
@@ -131,10 +176,19 @@ class StreamAnalysis:
         if not ep.height or "reason" not in ep.columns:
             self._late(part, eps, keep_state)
             return
-        ep = self.flt.episodes(ep, threads)
+        ep = self.flt.episodes(ep, threads, strict=False)
+        if ep.height and self.ns_per_unit != 1.0:
+            ep = ep.with_columns(
+                (pl.col("latency_ns") * self.ns_per_unit).round(0).cast(pl.Int64),
+                *[(pl.col(c) * self.ns_per_unit).cast(pl.Int64) for c in ("ts", "put_ts")])
+        if not ep.height:
+            self._late(part, eps, keep_state, ep)
+            return
         part.classes.update({str(k): v for k, v in ep.group_by("cls").len().iter_rows()})
         self._add_sums(part, ep)
         part.lat.add(ep)
+        if self.recent_episodes and keep_state:
+            self.recent.append(ep)
         oth = ep.filter(pl.col("uret_prev_pid").is_not_null()).select(
             pl.col("reason").cast(pl.Utf8), pl.col("pid").cast(pl.Int32), pl.col("vcpu").cast(pl.Int32),
             "uret_prev_pid").group_by(KEYS + ["uret_prev_pid"]).len()
@@ -206,12 +260,25 @@ class StreamAnalysis:
         base_name = self.baseline if self.baseline is not None else DEFAULT_BASELINE.get(isa_key or "svm")
         base = base_name if isinstance(base_name, Policy) else load_policy(base_name)
         warnings = list(meta.warnings) + [w for w in part.warnings if w not in meta.warnings]
-        span_ns = meta.duration_ns
+        span_ns = int(meta.duration_ns * self.ns_per_unit)
+        window = None
+        if self.bounds is not None:
+            hi = self.bounds[1] if self.flt.end is not None else (self.last_ts or 0) + 1
+            window = (self.bounds[0], hi)
+            first, last = getattr(self, "win_first", None), getattr(self, "win_last", None)
+            span_ns = int((last - first) * self.ns_per_unit) if first is not None else 0
+        if self.raw_tsc:
+            warnings.append(f"timestamps are TSC counts: durations converted at {self.t_mhz:g} MHz (--tsc-mhz)")
         vm_of_pid = self.threads.select(pl.col("pid").cast(pl.Int32), pl.col("vm").cast(pl.Int32)) \
             if self.threads.height else pl.DataFrame(schema={"pid": pl.Int32, "vm": pl.Int32})
         results = {}
         nested_rows: list[dict] = []
         exits = int(part.sums["exit"].sum()) if part.sums.height else 0
+        if not exits and self.flt.active and (self.flt.vm is not None or self.flt.vcpu is not None or self.flt.per_exit):
+            from ..errors import UsageError
+
+            raise UsageError(f"no exits match {'; '.join(self.flt.describe())}")
+        warnings += [w for w in self.flt.warnings(self.threads) if w not in warnings]
         if exits:
             sums, extra_b = reclassify(part, vm_of_pid)
             per = sums.join(vm_of_pid, on="pid", how="left").drop("pid").group_by(
@@ -225,13 +292,14 @@ class StreamAnalysis:
             warnings.append("no kvm_msr recorded: MSR exits of unknown index count as lazy-state syncs (conservative)")
         whole = {"trace_events": self.events, "trace_first_ts": self.first_ts, "trace_last_ts": self.last_ts,
                  "trace_dropped_events": {str(k): v for k, v in meta.dropped_per_cpu.items()}}
-        ctx = Context(meta, isa_key, span_ns, base, pols, cost, mhz, None, self.flt, None, whole, self.msr_traced)
+        ctx = Context(meta, isa_key, span_ns, base, pols, cost, mhz, self.t_mhz if self.raw_tsc else None, self.flt,
+                      window, whole, self.msr_traced)
         vv = lat["latency_vcpu"] if exits else pl.DataFrame()
         facts = {"exits": exits, "timed_exits": int(lat["latency"]["timed"].sum()) if exits else 0,
                  "exit_time_ns": int(lat["latency"]["total_ns"].sum()) if exits else 0,
                  "vcpus": vv.height if exits else self.threads.height,
                  "vms": vv["vm"].n_unique() if exits else (self.threads["vm"].n_unique() if self.threads.height else 0),
-                 "events": self.events, "classes": dict(sorted(part.classes.items())),
+                 "events": self.in_window if self.bounds is not None else self.events, "classes": dict(sorted(part.classes.items())),
                  "pairing": self._pairing(part, meta), "sync_events": dict(part.sync)}
         extra = {"percentiles": "within 0.1% (rounded latencies)" if part.lat.rounded else "exact"}
         return assemble(ctx, facts, results, lat, nested_rows, warnings, extra_summary=extra)
@@ -295,6 +363,13 @@ def merge(partials):
 
 def finish(partial):
     raise NotImplementedError("finish(): not yet")
+
+
+def analyze_file(path, *, window_events: int = 1_000_000, progress=None, **kw: Any) -> Report:
+    """analyze() of a trace file window by window: memory bounded by the window."""
+    from ..windows import iter_windows
+
+    return analyze_windows(iter_windows(path, window_events=window_events, progress=progress), **kw)
 
 
 def analyze_windows(windows: Iterable[Trace], **kw: Any) -> Report:
