@@ -43,9 +43,17 @@ PID_LUT_MAX = 1 << 22
 COMMON = ("common_type", "common_flags", "common_preempt_count", "common_pid")
 
 
+# Below this many events (or bytes of pages) work runs on the calling thread: starting and
+# joining a pool costs more than it saves.
+PARALLEL_MIN = 1 << 16
+
+
 @contextlib.contextmanager
-def thread_pool(workers: int | None = None) -> Iterator[ThreadPoolExecutor | None]:
+def thread_pool(workers: int | None = None, size: int | None = None) -> Iterator[ThreadPoolExecutor | None]:
+    """A pool of `workers` threads (default WORKERS), or None for work of `size` < PARALLEL_MIN."""
     workers = WORKERS if workers is None else workers
+    if size is not None and size < PARALLEL_MIN:
+        workers = 1
     if workers <= 1:
         yield None
         return
@@ -339,6 +347,10 @@ def lost_warning(dropped: list[Dropped]) -> str | None:
         f"CPU {c}: {v if v else 'unknown number'}" for c, v in sorted(tot.items()))
 
 
+def unknown_warning(ids: list[int]) -> str:
+    return f"events with unknown format ids {sorted(ids)[:10]} kept as unknown_<id>"
+
+
 def emit_warnings(path: str, warn: list[str], stacklevel: int = 3) -> None:
     for w in warn:
         if "truncated" in w or "corrupt" in w:
@@ -509,8 +521,14 @@ def system_array(code: np.ndarray, code_arr: pa.Array, systems: list[str | None]
     return _dict_array(code_arr, [s or "" for s in systems])
 
 
-def _assemble(dec: Decoder, cols: dict, data: np.ndarray, pool) -> tuple[pa.Table, dict, dict[str, int]]:
-    """Arrow events table (zero-copy over the columns) and lazy per-type table builders."""
+def _assemble(dec: Decoder, cols: dict, data: np.ndarray, pool, row_base: int = 0,
+              only: set[str] | None = None, unknown_out: set[int] | None = None
+              ) -> tuple[pa.Table, dict, dict[str, int]]:
+    """Arrow events table (zero-copy over the columns) and lazy per-type table builders.
+
+    `row_base`: the `row` of the columns' first event (a window of a longer trace); `only`: build
+    tables for these names alone; `unknown_out`: collect ids without a format there instead of
+    warning (a streamed file warns once, at its end)."""
     tid = cols.pop("type_id")
     counts = cols.pop("type_counts")
     present = np.flatnonzero(counts)
@@ -530,8 +548,10 @@ def _assemble(dec: Decoder, cols: dict, data: np.ndarray, pool) -> tuple[pa.Tabl
         list(pool.map(remap, range(0, tid.size, step)))
     named = [dec.name_of(int(t)) for t in present]
     unknown = [int(t) for t in present if int(t) not in dec.formats]
-    if unknown:
-        dec.warnings.append(f"events with unknown format ids {unknown[:10]} kept as unknown_<id>")
+    if unknown_out is not None:
+        unknown_out.update(unknown)
+    elif unknown:
+        dec.warnings.append(unknown_warning(unknown))
     code_arr = pa.array(code, pa.int32())
     comm = cols["comm"]
     comm_arr = pa.array(comm, pa.int32(), mask=comm < 0) if (comm < 0).any() else pa.array(comm, pa.int32())
@@ -551,11 +571,14 @@ def _assemble(dec: Decoder, cols: dict, data: np.ndarray, pool) -> tuple[pa.Tabl
 
     def factory(k: int, t: int) -> Callable[[], pa.Table]:
         def build() -> pa.Table:
-            with thread_pool() as tpool:
-                return dec.table(t, groups.rows(k, tpool), 0, ts, cpu, pid, data, off, size, tpool)
+            with thread_pool(size=int(counts[t])) as tpool:
+                return dec.table(t, groups.rows(k, tpool), row_base, ts, cpu, pid, data, off, size, tpool)
         return build
 
-    tables = {nm: factory(k, int(t)) for k, (t, (nm, _)) in enumerate(zip(present, named))}
+    tables = {nm: factory(k, int(t)) for k, (t, (nm, _)) in enumerate(zip(present, named))
+              if only is None or nm in only}
+    if only is not None:
+        groups.left &= {k for k, (_, (nm, _)) in enumerate(zip(present, named)) if nm in only}
     event_counts = {nm: int(counts[t]) for t, (nm, _) in zip(present, named)}
     return events, tables, event_counts
 
