@@ -46,9 +46,9 @@ def read(path: str | os.PathLike, progress: Callable[[int, int], None] | None = 
     lw = lost_warning(dropped)
     if lw:
         warn.append(lw)
-    with thread_pool() as pool:
+    with thread_pool(size=ev["cols"]["ts"].size) as pool:
         events, tables, counts = _assemble(dec, ev["cols"], pf.data, pool)
-    warn += [w for w in dec.warnings if w not in warn]
+    warn += [w for w in td.warnings + dec.warnings if w not in warn]  # formats parse as they are met
     emit_warnings(path, warn)
     if progress:
         progress(pf.data_bytes, max(pf.data_bytes, 1))

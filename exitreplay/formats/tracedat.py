@@ -46,6 +46,7 @@ COMMON = ("common_type", "common_flags", "common_preempt_count", "common_pid")
 # Below this many events (or bytes of pages) work runs on the calling thread: starting and
 # joining a pool costs more than it saves.
 PARALLEL_MIN = 1 << 16
+PAGE_BYTES_PER_EVENT = 16  # to size work from page bytes before the events are counted
 
 
 @contextlib.contextmanager
@@ -124,9 +125,9 @@ class Decoder:
         self.tdf, self.buf = tdf, buf
         self.path = tdf.path
         self.endian, self.long_size = tdf.endian, tdf.long_size
-        self.formats = tdf.formats
-        self.names = table_names(self.formats)
-        any_fmt = next(iter(self.formats.values()), None)
+        self.formats = tdf.formats  # a FormatIndex: each format parsed when its events are decoded
+        self._names: dict[int, tuple[str, str | None]] = {}
+        any_fmt = self.formats.first()
         common = {f.name: f for f in any_fmt.common_fields} if any_fmt else {}
         self.common = [common[n] for n in COMMON if n in common]
         self.warnings: list[str] = []
@@ -269,10 +270,11 @@ class Decoder:
 
     def name_of(self, tid: int) -> tuple[str, str | None]:
         """(table/event name, system) of an event id; unknown ids keep a name, never dropped."""
-        fmt = self.formats.get(tid)
-        if fmt is None:
-            return f"unknown_{tid}", None
-        return self.names[tid], fmt.system
+        if tid not in self._names:
+            fmt = self.formats.get(tid)
+            self._names[tid] = ((f"unknown_{tid}", None) if fmt is None
+                                else (self.formats.table_name(tid), fmt.system))
+        return self._names[tid]
 
     def meta(self, dropped: list[Dropped], warn: list[str], events_per_cpu: dict[int, int],
              event_counts: dict[str, int]) -> TraceMeta:
@@ -396,7 +398,7 @@ def read(path: str | os.PathLike, progress: Callable[[int, int], None] | None = 
 def _read(path: str, tdf: TraceDatFile, bidx: int, buf: Buffer, progress) -> Trace:
     dec = Decoder(tdf, buf)
     warn: list[str] = []
-    with thread_pool() as pool:
+    with thread_pool(size=sum(cd.size for cd in buf.cpus) // PAGE_BYTES_PER_EVENT) as pool:
         data, spans = tdf.buffer_data(bidx, pool)
         off_dtype = np.uint32 if data.size < (1 << 32) else np.int64
 

@@ -1,0 +1,165 @@
+"""A file's event formats by id, each parsed the first time it is asked for.
+
+A host's trace.dat (and perf's tracing data) carries the format of every event the kernel has,
+thousands of them, while the data holds a handful of types. Parsing them all cost 0.2-0.4 s per
+file; here each text's `name:` and `ID:` lines are read with one regex at open, and the fields
+only when a record of that type is decoded (or someone iterates every format).
+
+Same answers as parsing everything up front: an id whose text does not parse is absent (with the
+same warning, given when it is first asked for), a later text of an id replaces an earlier one,
+iteration keeps the file's order. Texts whose name or id the quick scan cannot read with
+certainty (odd line breaks, non-ASCII, several name lines, a bad id) are parsed at once.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from .eventformat import EventFormat, parse_format
+from .limits import MAX_EVENT_ID
+
+_NAME = re.compile(rb"^[ \t]*name:(.*)$", re.M)
+_ID = re.compile(rb"^[ \t]*ID:(.*)$", re.M)
+_STRICT_NAME = re.compile(rb"\nname: ([^\n]*)")
+_STRICT_ID = re.compile(rb"\nID: ([0-9]{1,6})\n")
+_LOOSE_NAME = re.compile(rb"name:")
+_LOOSE_ID = re.compile(rb"ID:")
+# Bytes that are line breaks or whitespace to str.splitlines()/strip() but not to the regexes.
+_ODD = [bytes([b]) for b in b"\r\x0b\x0c\x1c\x1d\x1e\x1f"]
+
+
+def _plain_ascii(text: bytes) -> bool:
+    return text.isascii() and not any(b in text for b in _ODD)  # `in`: a memchr each
+
+
+def format_head(text: bytes) -> tuple[str, int] | None:
+    """(name, id) of a format text as parse_format would read them, or None where unsure."""
+    if not _plain_ascii(text):
+        return None
+    names, ids = _NAME.findall(text), _ID.findall(text)
+    if len(names) != 1 or len(ids) != 1:
+        return None
+    name, ident = names[0].strip(), ids[0].strip()
+    if not name or not ident.isdigit() or int(ident) > MAX_EVENT_ID:
+        return None
+    return name.decode(), int(ident)
+
+
+def _heads(texts: list[bytes]) -> list[tuple[str, int] | None]:
+    """format_head of every text, in one pass over them all (the kernel writes "name: X" and
+    "ID: N" as lines of their own; a text with any other "name:" or "ID:" in it, or with bytes
+    the quick reading cannot vouch for, is read by format_head alone)."""
+    blob = b"\n" + b"\n".join(texts)
+    if not _plain_ascii(blob):
+        return [format_head(t) for t in texts]
+    starts = np.cumsum([1] + [len(t) + 1 for t in texts[:-1]]) if texts else np.zeros(0, np.int64)
+
+    def owners(pattern: re.Pattern, shift: int) -> tuple[np.ndarray, list[re.Match]]:
+        ms = list(pattern.finditer(blob))
+        pos = np.array([m.start() + shift for m in ms], np.int64)
+        return np.searchsorted(starts, pos, side="right") - 1, ms
+
+    n = len(texts)
+    (name_at, names), (id_at, ids) = owners(_STRICT_NAME, 1), owners(_STRICT_ID, 1)
+    loose = [np.bincount(owners(p, 0)[0], minlength=n) for p in (_LOOSE_NAME, _LOOSE_ID)]
+    out: list[tuple[str, int] | None] = [None] * n
+    name_of = {int(i): m for i, m in zip(name_at.tolist(), names)}
+    for i, m in zip(id_at.tolist(), ids):
+        nm = name_of.get(i)
+        if nm is None or loose[0][i] != 1 or loose[1][i] != 1:
+            continue
+        name, ident = nm[1].strip(), int(m[1])
+        if name and ident <= MAX_EVENT_ID:
+            out[i] = (name.decode(), ident)
+    return [h if h is not None else format_head(t) for h, t in zip(out, texts)]
+
+
+class FormatIndex(Mapping):
+    """{id: EventFormat} over (system, text) pairs; `warnings` gets the unreadable ones."""
+
+    def __init__(self, texts: list[tuple[str, bytes]], page: int, warnings: list[str]):
+        self.texts, self.page, self.warnings = texts, page, warnings
+        self._parsed: dict[int, EventFormat | None] = {}  # by text index
+        self._ids: list[int | None] = []  # per text: its id (None: unreadable)
+        self._names: list[str | None] = []
+        heads = _heads([t if isinstance(t, bytes) else bytes(t) for _, t in texts])
+        for i, head in enumerate(heads):
+            if head is None:
+                fmt = self._parse(i)
+                head = (fmt.name, fmt.id) if fmt is not None else (None, None)
+            self._names.append(head[0])
+            self._ids.append(head[1])
+        self._by_id: dict[int, list[int]] = {}
+        for i, t in enumerate(self._ids):
+            if t is not None:
+                self._by_id.setdefault(t, []).append(i)
+        self._name_count = Counter(self._names)
+        self._resolved: dict[int, EventFormat | None] = {}
+        self._table_names: dict[int, str] | None = None
+
+    def _parse(self, i: int) -> EventFormat | None:
+        if i not in self._parsed:
+            system, text = self.texts[i]
+            try:
+                fmt = parse_format(text, system)
+                end = max((f.offset + f.size for f in fmt.fields), default=0)
+                if end > self.page:
+                    raise ValueError(f"{fmt.name}: fields reach byte {end} of a record, beyond a "
+                                     f"{self.page}-byte page")
+            except ValueError as exc:
+                self.warnings.append(f"unreadable event format in system {system}: {exc}")
+                fmt = None
+            self._parsed[i] = fmt
+        return self._parsed[i]
+
+    def get(self, tid: int, default=None) -> EventFormat | None:
+        if tid not in self._resolved:
+            found = None
+            for i in self._by_id.get(tid, ()):  # the last readable text of an id wins
+                fmt = self._parse(i)
+                found = fmt if fmt is not None else found
+            self._resolved[tid] = found
+        got = self._resolved[tid]
+        return default if got is None else got
+
+    def __getitem__(self, tid: int) -> EventFormat:
+        fmt = self.get(tid)
+        if fmt is None:
+            raise KeyError(tid)
+        return fmt
+
+    def __contains__(self, tid: object) -> bool:
+        return isinstance(tid, int) and self.get(tid) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        seen: set[int] = set()
+        for t in self._ids:
+            if t is not None and t not in seen:
+                seen.add(t)
+                if self.get(t) is not None:
+                    yield t
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return next(iter(self), None) is not None
+
+    def first(self) -> EventFormat | None:
+        """The first readable format in file order (for the common fields every event shares)."""
+        return next((self[t] for t in self), None)
+
+    def table_name(self, tid: int) -> str:
+        """tracedat.table_names' answer for one id: its name, or system:name where a lower id
+        took the name. Where a lower id's name could clash (rare), every format is parsed."""
+        fmt = self[tid]
+        if ":" not in fmt.name and self._name_count[fmt.name] == 1:  # no other text so named
+            return fmt.name
+        if self._table_names is None:
+            from .tracedat import table_names
+
+            self._table_names = table_names(dict(self.items()))
+        return self._table_names[tid]
