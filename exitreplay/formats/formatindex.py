@@ -23,10 +23,9 @@ from .limits import MAX_EVENT_ID
 
 _NAME = re.compile(rb"^[ \t]*name:(.*)$", re.M)
 _ID = re.compile(rb"^[ \t]*ID:(.*)$", re.M)
-_STRICT_NAME = re.compile(rb"\nname: ([^\n]*)")
-_STRICT_ID = re.compile(rb"\nID: ([0-9]{1,6})\n")
-_LOOSE_NAME = re.compile(rb"name:")
-_LOOSE_ID = re.compile(rb"ID:")
+_MARK = b"\n\0"  # joins the texts: a NUL is in no format text, so each mark is a text's start
+_KERNEL_HEAD = re.compile(r"\n\0name: ([^\n]*)\nID: ([0-9]{1,6})\n")
+_LINE_KEY = re.compile(r"\n[ \t]*(?:name|ID):")  # a line parse_format reads as a name or an id
 # Bytes that are line breaks or whitespace to str.splitlines()/strip() but not to the regexes.
 _ODD = [bytes([b]) for b in b"\r\x0b\x0c\x1c\x1d\x1e\x1f"]
 
@@ -49,32 +48,27 @@ def format_head(text: bytes) -> tuple[str, int] | None:
 
 
 def _heads(texts: list[bytes]) -> list[tuple[str, int] | None]:
-    """format_head of every text, in one pass over them all (the kernel writes "name: X" and
-    "ID: N" as lines of their own; a text with any other "name:" or "ID:" in it, or with bytes
-    the quick reading cannot vouch for, is read by format_head alone)."""
-    blob = b"\n" + b"\n".join(texts)
-    if not _plain_ascii(blob):
-        return [format_head(t) for t in texts]
-    starts = np.cumsum([1] + [len(t) + 1 for t in texts[:-1]]) if texts else np.zeros(0, np.int64)
-
-    def owners(pattern: re.Pattern, shift: int) -> tuple[np.ndarray, list[re.Match]]:
-        ms = list(pattern.finditer(blob))
-        pos = np.array([m.start() + shift for m in ms], np.int64)
-        return np.searchsorted(starts, pos, side="right") - 1, ms
-
+    """format_head of every text, in one pass over them all. The kernel writes each text as
+    "name: X\nID: N\n..." (kernel/trace/trace_events.c, f_show); a text with another line that
+    starts with "name:" or "ID:", or with bytes the quick reading cannot vouch for, is read by
+    format_head alone."""
     n = len(texts)
-    (name_at, names), (id_at, ids) = owners(_STRICT_NAME, 1), owners(_STRICT_ID, 1)
-    loose = [np.bincount(owners(p, 0)[0], minlength=n) for p in (_LOOSE_NAME, _LOOSE_ID)]
-    out: list[tuple[str, int] | None] = [None] * n
-    name_of = {int(i): m for i, m in zip(name_at.tolist(), names)}
-    for i, m in zip(id_at.tolist(), ids):
-        nm = name_of.get(i)
-        if nm is None or loose[0][i] != 1 or loose[1][i] != 1:
-            continue
-        name, ident = nm[1].strip(), int(m[1])
-        if name and ident <= MAX_EVENT_ID:
-            out[i] = (name.decode(), ident)
-    return [h if h is not None else format_head(t) for h, t in zip(out, texts)]
+    raw = _MARK + _MARK.join(texts)
+    if not (_plain_ascii(raw) and raw.count(_MARK) == n):
+        return [format_head(t) for t in texts]
+    blob = raw.decode("ascii")
+    found = _KERNEL_HEAD.findall(blob)
+    if len(found) != n:  # some text is not in the kernel's form: one by one
+        return [format_head(t) for t in texts]
+    out: list[tuple[str, int] | None] = [(nm.strip(), int(i)) for nm, i in found]
+    redo = [i for i, (nm, t) in enumerate(out) if not nm or t > MAX_EVENT_ID]
+    if len(_LINE_KEY.findall(blob)) != n:  # each text's ID line is one; which have more?
+        starts = np.cumsum([0] + [len(t) + len(_MARK) for t in texts[:-1]])
+        at = np.searchsorted(starts, [m.start() for m in _LINE_KEY.finditer(blob)], side="right") - 1
+        redo += np.flatnonzero(np.bincount(at, minlength=n) != 1).tolist()
+    for i in redo:
+        out[i] = format_head(texts[i])
+    return out
 
 
 class FormatIndex(Mapping):
@@ -83,15 +77,12 @@ class FormatIndex(Mapping):
     def __init__(self, texts: list[tuple[str, bytes]], page: int, warnings: list[str]):
         self.texts, self.page, self.warnings = texts, page, warnings
         self._parsed: dict[int, EventFormat | None] = {}  # by text index
-        self._ids: list[int | None] = []  # per text: its id (None: unreadable)
-        self._names: list[str | None] = []
         heads = _heads([t if isinstance(t, bytes) else bytes(t) for _, t in texts])
-        for i, head in enumerate(heads):
-            if head is None:
-                fmt = self._parse(i)
-                head = (fmt.name, fmt.id) if fmt is not None else (None, None)
-            self._names.append(head[0])
-            self._ids.append(head[1])
+        for i in [i for i, h in enumerate(heads) if h is None]:
+            fmt = self._parse(i)
+            heads[i] = (fmt.name, fmt.id) if fmt is not None else (None, None)
+        self._names: list[str | None] = [h[0] for h in heads]
+        self._ids: list[int | None] = [h[1] for h in heads]  # per text: its id (None: unreadable)
         self._by_id: dict[int, list[int]] = {}
         for i, t in enumerate(self._ids):
             if t is not None:
