@@ -78,6 +78,10 @@ ODD_TEXTS = [
     HEAD % (b"h\xc3\xa9", b"14"),
     HEAD % (b"a", b"15"),  # a name taken by a lower id
     (HEAD % (b"i", b"16")).replace(b"name: i", b"\tname:i"),
+    HEAD % (b"m", b"18"),
+    HEAD % (b"m", b"19"),  # a name a lower id took
+    HEAD % (b"j", b"7"),  # id 7 again: the later text replaces the earlier
+    HEAD % (b"k", b"16") + b"\tfield:char x[8];\toffset:8;\tsize:70000;\tsigned:0;\n",  # unreadable: 16 stays
 ]
 
 
@@ -87,6 +91,8 @@ def test_unusual_texts_read_as_parse_format_reads_them():
     warn: list[str] = []
     idx = FormatIndex(texts, 1 << 16, warn)
     assert dict(idx.items()) == ref and list(idx) == list(ref)
-    assert len(warn) == len(ref_warn) == 1
+    assert len(warn) == len(ref_warn) == 2
+    assert idx[7].name == "j" and idx[16].name == "i"
     assert {t: idx.table_name(t) for t in ref} == table_names(ref)
-    assert idx.table_name(15) == "sys:a"
+    assert idx.table_name(15) == "a"  # the other "a" (id 7) was replaced by "j"
+    assert idx.table_name(19) == "sys:m"

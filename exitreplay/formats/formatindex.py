@@ -23,7 +23,7 @@ from .limits import MAX_EVENT_ID
 
 _NAME = re.compile(rb"^[ \t]*name:(.*)$", re.M)
 _ID = re.compile(rb"^[ \t]*ID:(.*)$", re.M)
-_MARK = b"\n\0"  # joins the texts: a NUL is in no format text, so each mark is a text's start
+_MARK = b"\n\0"  # joins the texts: where no text holds a NUL, each mark is a text's start
 _KERNEL_HEAD = re.compile(r"\n\0name: ([^\n]*)\nID: ([0-9]{1,6})\n")
 _LINE_KEY = re.compile(r"\n[ \t]*(?:name|ID):")  # a line parse_format reads as a name or an id
 # Bytes that are line breaks or whitespace to str.splitlines()/strip() but not to the regexes.
@@ -54,7 +54,7 @@ def _heads(texts: list[bytes]) -> list[tuple[str, int] | None]:
     format_head alone."""
     n = len(texts)
     raw = _MARK + _MARK.join(texts)
-    if not (_plain_ascii(raw) and raw.count(_MARK) == n):
+    if not (_plain_ascii(raw) and raw.count(b"\0") == n):
         return [format_head(t) for t in texts]
     blob = raw.decode("ascii")
     found = _KERNEL_HEAD.findall(blob)
@@ -81,12 +81,18 @@ class FormatIndex(Mapping):
         for i in [i for i, h in enumerate(heads) if h is None]:
             fmt = self._parse(i)
             heads[i] = (fmt.name, fmt.id) if fmt is not None else (None, None)
-        self._names: list[str | None] = [h[0] for h in heads]
-        self._ids: list[int | None] = [h[1] for h in heads]  # per text: its id (None: unreadable)
-        self._by_id: dict[int, list[int]] = {}
-        for i, t in enumerate(self._ids):
-            if t is not None:
-                self._by_id.setdefault(t, []).append(i)
+        names, ids = zip(*heads) if heads else ((), ())
+        self._names: list[str | None] = list(names)
+        self._ids: list[int | None] = list(ids)  # per text: its id (None: unreadable)
+        # id -> its texts: the last one (a dict built in C), and all of them for the rare id
+        # that several texts give
+        self._last: dict[int | None, int] = dict(zip(ids, range(len(ids))))
+        self._dups: dict[int, list[int]] = {}
+        if len(self._last) != len(ids):
+            for i, t in enumerate(ids):
+                self._dups.setdefault(t, []).append(i)
+            self._dups = {t: v for t, v in self._dups.items() if len(v) > 1 and t is not None}
+        self._last.pop(None, None)
         self._name_count = Counter(self._names)
         self._resolved: dict[int, EventFormat | None] = {}
         self._table_names: dict[int, str] | None = None
@@ -109,7 +115,8 @@ class FormatIndex(Mapping):
     def get(self, tid: int, default=None) -> EventFormat | None:
         if tid not in self._resolved:
             found = None
-            for i in self._by_id.get(tid, ()):  # the last readable text of an id wins
+            cands = self._dups.get(tid) or ([self._last[tid]] if tid in self._last else [])
+            for i in cands:  # the last readable text of an id wins
                 fmt = self._parse(i)
                 found = fmt if fmt is not None else found
             self._resolved[tid] = found
