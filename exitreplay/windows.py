@@ -10,8 +10,12 @@ CPU's last event) is complete in the last window.
 
 trace.dat is streamed (`convert.TraceDatStream`: every CPU's pages a chunk at a time, merged in
 windows no later event can sort before); the stream's windows are then cut or joined to exactly
-`window_events`. perf.data and the text formats are read by `read_trace` and cut with
-`slice_windows`.
+`window_events`: memory is bounded by the window.
+
+perf.data: the records' index, times and delivery order are computed for the whole file (perf
+script's order is a property of the whole file), about 100 bytes per record; the Arrow events and
+tables exist one window at a time. The text formats are read by `read_trace` and cut with
+`slice_windows` (their field types and ISA are inferred from the whole file): not bounded yet.
 """
 from __future__ import annotations
 
@@ -46,8 +50,13 @@ def iter_windows(source: str | os.PathLike, *, window_events: int = 1_000_000,
         raise UsageError(f"window_events must be at least 1 (got {window_events})")
     path = check_path(source)
     only = None if events is None else set(events)
-    if sniff(path) == "trace.dat":
+    fmt = sniff(path)
+    if fmt == "trace.dat":
         return _tracedat_windows(path, window_events, only, progress)
+    if fmt == "perf.data":
+        from .formats import perfdata
+
+        return perfdata.windows(path, window_events, only, progress)
     return _read_and_slice(path, window_events, only, progress)
 
 
