@@ -25,7 +25,6 @@ _NAME = re.compile(rb"^[ \t]*name:(.*)$", re.M)
 _ID = re.compile(rb"^[ \t]*ID:(.*)$", re.M)
 _MARK = b"\n\0"  # joins the texts: where no text holds a NUL, each mark is a text's start
 _KERNEL_HEAD = re.compile(r"\n\0name: ([^\n]*)\nID: ([0-9]{1,6})\n")
-_LINE_KEY = re.compile(r"\n[ \t]*(?:name|ID):")  # a line parse_format reads as a name or an id
 # Bytes that are line breaks or whitespace to str.splitlines()/strip() but not to the regexes.
 _ODD = [bytes([b]) for b in b"\r\x0b\x0c\x1c\x1d\x1e\x1f"]
 
@@ -62,12 +61,34 @@ def _heads(texts: list[bytes]) -> list[tuple[str, int] | None]:
         return [format_head(t) for t in texts]
     out: list[tuple[str, int] | None] = [(nm.strip(), int(i)) for nm, i in found]
     redo = [i for i, (nm, t) in enumerate(out) if not nm or t > MAX_EVENT_ID]
-    if len(_LINE_KEY.findall(blob)) != n:  # each text's ID line is one; which have more?
+    # Each text's head holds one "name:" and one "ID:"; more anywhere (counted in C) may be a line
+    # parse_format reads as a name or an id: the texts holding such a line are read alone.
+    names, ids = blob.count("name:") != n, blob.count("ID:") != n
+    if names or ids:
         starts = np.cumsum([0] + [len(t) + len(_MARK) for t in texts[:-1]])
-        at = np.searchsorted(starts, [m.start() for m in _LINE_KEY.finditer(blob)], side="right") - 1
-        redo += np.flatnonzero(np.bincount(at, minlength=n) != 1).tolist()
+
+        def owners(at: list[int]) -> np.ndarray:
+            return np.bincount(np.searchsorted(starts, at, side="right") - 1, minlength=n)
+
+        if names:  # the head's "name:" follows a NUL, so it is not found as a line of its own
+            redo += np.flatnonzero(owners(_line_starts(blob, "name:", "\0"))).tolist()
+        if ids:
+            redo += np.flatnonzero(owners(_line_starts(blob, "ID:", "")) != 1).tolist()
     for i in redo:
         out[i] = format_head(texts[i])
+    return out
+
+
+def _line_starts(blob: str, key: str, skip_after: str) -> list[int]:
+    """Where `key` begins a line (after spaces and tabs only); occurrences right after
+    `skip_after` are passed over at once."""
+    out, p, k = [], blob.find(key), len(skip_after)
+    while p >= 0:
+        if not (k and blob.startswith(skip_after, p - k)):
+            start = blob.rfind("\n", 0, p) + 1
+            if not blob[start:p].strip(" \t"):
+                out.append(p)
+        p = blob.find(key, p + 1)
     return out
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import mmap
 import os
+import re
 import struct
 import zlib
 from functools import cached_property
@@ -140,6 +141,40 @@ class Buffer:
     cpus: list[CpuData]
     latency: bool = False
     section_offset: int | None = None
+
+
+# "pid comm" lines of the saved cmdlines (a pid is at most 11 digits; see _cmdlines_by_line)
+_CMDLINE = re.compile(r"^\t*([0-9]{1,11})\t*(?: ([^\n]*))?$", re.M)
+_CONTENT_LINE = re.compile(r"^[ \t]*[^ \t\n]", re.M)
+
+
+def _cmdlines_by_line(text: str) -> tuple[dict[int, str], int]:
+    """pid -> comm of every "pid comm" line (comm: after the first space), and the other
+    non-blank lines."""
+    out: dict[int, str] = {}
+    bad = 0
+    for line in text.splitlines():
+        pid, _, comm = line.partition(" ")
+        pid = pid.strip()
+        if pid.isascii() and pid.isdigit() and len(pid) < 12 and int(pid) <= limits.MAX_PID:
+            out[int(pid)] = comm
+        elif line.strip():
+            bad += 1
+    return out, bad
+
+
+def _cmdlines_plain(text: str) -> tuple[dict[int, str], int] | None:
+    """_cmdlines_by_line's answer by two regex passes, for a text whose only line break and only
+    whitespace besides the space are \\n and \\t (else None)."""
+    if not text.isascii() or any(ch in text for ch in "\r\x0b\x0c\x1c\x1d\x1e\x1f"):
+        return None
+    pairs = _CMDLINE.findall(text)
+    out = {int(p): c for p, c in pairs}  # a pid given twice: the later line wins, as line by line
+    big = [p for p, _ in pairs if int(p) > limits.MAX_PID]
+    for p in big:
+        out.pop(int(p), None)
+    # A line is bad when it holds something but is not a valid "pid comm" line.
+    return out, len(_CONTENT_LINE.findall(text)) - len(pairs) + len(big)
 
 
 class _Cursor:
@@ -651,15 +686,12 @@ class TraceDatFile:
 
     @cached_property
     def cmdline_map(self) -> dict[int, str]:
-        out: dict[int, str] = {}
-        bad = 0
-        for line in self.cmdlines.decode("utf-8", "replace").splitlines():
-            pid, _, comm = line.partition(" ")
-            pid = pid.strip()
-            if pid.isascii() and pid.isdigit() and len(pid) < 12 and int(pid) <= limits.MAX_PID:
-                out[int(pid)] = comm
-            elif line.strip():
-                bad += 1
+        text = self.cmdlines.decode("utf-8", "replace")
+        fast = _cmdlines_plain(text)
+        if fast is not None:
+            out, bad = fast
+        else:
+            out, bad = _cmdlines_by_line(text)
         if bad:
             self.warnings.append(f"{bad} saved command lines without a valid pid skipped")
         return out
