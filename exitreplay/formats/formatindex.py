@@ -21,10 +21,10 @@ import numpy as np
 from .eventformat import EventFormat, parse_format
 from .limits import MAX_EVENT_ID
 
-_NAME = re.compile(rb"^[ \t]*name:(.*)$", re.M)
-_ID = re.compile(rb"^[ \t]*ID:(.*)$", re.M)
 _MARK = b"\n\0"  # joins the texts: where no text holds a NUL, each mark is a text's start
-_KERNEL_HEAD = re.compile(r"\n\0name: ([^\n]*)\nID: ([0-9]{1,6})\n")
+# Starts at the NUL: a regex scans for its first character, and the NUL is only in the marks.
+_KERNEL_HEAD = re.compile(r"\0name: ([^\n]*)\nID: ([0-9]{1,6})\n")
+_LINE_KEY = re.compile(r"\n[ \t]*(?:name|ID):")  # a line parse_format reads as a name or an id
 # Bytes that are line breaks or whitespace to str.splitlines()/strip() but not to the regexes.
 _ODD = [bytes([b]) for b in b"\r\x0b\x0c\x1c\x1d\x1e\x1f"]
 
@@ -37,7 +37,7 @@ def format_head(text: bytes) -> tuple[str, int] | None:
     """(name, id) of a format text as parse_format would read them, or None where unsure."""
     if not _plain_ascii(text):
         return None
-    names, ids = _NAME.findall(text), _ID.findall(text)
+    names, ids = _key_lines(text, b"name:"), _key_lines(text, b"ID:")
     if len(names) != 1 or len(ids) != 1:
         return None
     name, ident = names[0].strip(), ids[0].strip()
@@ -46,8 +46,20 @@ def format_head(text: bytes) -> tuple[str, int] | None:
     return name.decode(), int(ident)
 
 
+def _key_lines(text: bytes, key: bytes) -> list[bytes]:
+    """The rest of each line that starts with `key` after spaces and tabs (in a text whose only
+    line break is \\n and whose only whitespace besides it is the space and the tab)."""
+    out, p = [], text.find(key)
+    while p >= 0:
+        if not text[text.rfind(b"\n", 0, p) + 1: p].strip(b" \t"):
+            end = text.find(b"\n", p)
+            out.append(text[p + len(key): end if end >= 0 else len(text)])
+        p = text.find(key, p + 1)
+    return out
+
+
 def _heads(texts: list[bytes]) -> list[tuple[str, int] | None]:
-    """format_head of every text, in one pass over them all. The kernel writes each text as
+    """format_head of every text, in a few passes over them all. The kernel writes each text as
     "name: X\nID: N\n..." (kernel/trace/trace_events.c, f_show); a text with another line that
     starts with "name:" or "ID:", or with bytes the quick reading cannot vouch for, is read by
     format_head alone."""
@@ -61,34 +73,12 @@ def _heads(texts: list[bytes]) -> list[tuple[str, int] | None]:
         return [format_head(t) for t in texts]
     out: list[tuple[str, int] | None] = [(nm.strip(), int(i)) for nm, i in found]
     redo = [i for i, (nm, t) in enumerate(out) if not nm or t > MAX_EVENT_ID]
-    # Each text's head holds one "name:" and one "ID:"; more anywhere (counted in C) may be a line
-    # parse_format reads as a name or an id: the texts holding such a line are read alone.
-    names, ids = blob.count("name:") != n, blob.count("ID:") != n
-    if names or ids:
+    if len(_LINE_KEY.findall(blob)) != n:  # each text's ID line is one; which have more?
         starts = np.cumsum([0] + [len(t) + len(_MARK) for t in texts[:-1]])
-
-        def owners(at: list[int]) -> np.ndarray:
-            return np.bincount(np.searchsorted(starts, at, side="right") - 1, minlength=n)
-
-        if names:  # the head's "name:" follows a NUL, so it is not found as a line of its own
-            redo += np.flatnonzero(owners(_line_starts(blob, "name:", "\0"))).tolist()
-        if ids:
-            redo += np.flatnonzero(owners(_line_starts(blob, "ID:", "")) != 1).tolist()
+        at = np.searchsorted(starts, [m.start() for m in _LINE_KEY.finditer(blob)], side="right") - 1
+        redo += np.flatnonzero(np.bincount(at, minlength=n) != 1).tolist()
     for i in redo:
         out[i] = format_head(texts[i])
-    return out
-
-
-def _line_starts(blob: str, key: str, skip_after: str) -> list[int]:
-    """Where `key` begins a line (after spaces and tabs only); occurrences right after
-    `skip_after` are passed over at once."""
-    out, p, k = [], blob.find(key), len(skip_after)
-    while p >= 0:
-        if not (k and blob.startswith(skip_after, p - k)):
-            start = blob.rfind("\n", 0, p) + 1
-            if not blob[start:p].strip(" \t"):
-                out.append(p)
-        p = blob.find(key, p + 1)
     return out
 
 
