@@ -384,7 +384,8 @@ class TraceDatFile:
 
     def _read_event_formats(self, c: _Cursor) -> None:
         nsys = c.u(4)
-        buf, end, order = c.buf, len(c.buf), "little" if c.e == "<" else "big"
+        buf, end = c.buf, len(c.buf)
+        size_at = struct.Struct(c.e + "Q").unpack_from
         for _ in range(nsys):
             system = c.cstr()
             n = c.u(4)
@@ -394,7 +395,7 @@ class TraceDatFile:
                 if pos + 8 > end:
                     raise _Truncated(c.what)
                 start = pos + 8
-                pos = start + int.from_bytes(buf[pos: start], order)
+                pos = start + size_at(buf, pos)[0]
                 if pos > end:
                     raise _Truncated(c.what)
                 texts.append(bytes(buf[start: pos]))
