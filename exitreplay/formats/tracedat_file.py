@@ -97,7 +97,15 @@ def _inflate(kind: str, blob, limit: int, partial: bool) -> bytes:
             raise
     import zstandard
 
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob))
+    dctx = zstandard.ZstdDecompressor()
+    if not partial:  # one call, no copies; anything unusual is left to the stream below
+        try:
+            out = dctx.decompress(blob, max_output_size=limit + 1)
+        except zstandard.ZstdError:
+            out = None
+        if out is not None and len(out) == limit:
+            return out
+    reader = dctx.stream_reader(io.BytesIO(blob))
     parts, got = [], 0
     while got <= limit:
         try:
