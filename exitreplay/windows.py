@@ -68,15 +68,15 @@ def _read_and_slice(path: str, window_events: int, only: set[str] | None, progre
 
 
 def slice_windows(trace: Trace, window_events: int, *, events: Iterable[str] | None = None) -> Iterator[Trace]:
-    """An in-memory Trace cut into windows of `window_events` rows, with the file's rows kept."""
+    """An in-memory Trace (or window) cut into windows of `window_events` rows, rows kept."""
     if window_events < 1:
         raise UsageError(f"window_events must be at least 1 (got {window_events})")
-    n = len(trace)
+    n, base = len(trace), trace.row_base  # a window can be cut again
     names = [nm for nm in trace.event_names if events is None or nm in set(events)]
     tables = {nm: trace.table(nm) for nm in names}
     bounds = list(range(0, n, window_events)) + [n] if n else [0, 0]
-    cuts = {nm: np.searchsorted(t.column("row").to_numpy(), bounds) for nm, t in tables.items()}
-    drows = np.array([n if d.row is None else d.row for d in trace.meta.dropped], np.int64)
+    cuts = {nm: np.searchsorted(t.column("row").to_numpy(), np.add(bounds, base)) for nm, t in tables.items()}
+    drows = np.array([n if d.row is None else d.row - base for d in trace.meta.dropped], np.int64)
     last = len(bounds) - 2
     for j in range(last + 1):
         lo, hi = bounds[j], bounds[j + 1]
@@ -86,7 +86,7 @@ def slice_windows(trace: Trace, window_events: int, *, events: Iterable[str] | N
         meta = dataclasses.replace(trace.meta, event_counts={}, first_ts=None, last_ts=None, dropped=drops,
                                    warnings=list(trace.meta.warnings), extra=dict(trace.meta.extra))
         yield Trace(trace.events.slice(lo, hi - lo), {nm: t for nm, t in sel.items() if t.num_rows}, meta,
-                    row_base=lo)
+                    row_base=base + lo)
 
 
 # -- trace.dat ------------------------------------------------------------------------------------

@@ -132,6 +132,13 @@ def test_slice_windows(size):
     assert len(wins) == max(1, -(-len(trace) // size))
 
 
+def test_windows_of_a_window():
+    trace = read(ROOT / "sample_traces" / "vmx-netio.v6.dat")
+    wins = [w2 for w in slice_windows(trace, 1000) for w2 in slice_windows(w, 300)]
+    assert_same(trace, wins)
+    assert [w.row_base for w in wins[:5]] == [0, 300, 600, 900, 1000]
+
+
 def test_window_size_must_be_positive():
     with pytest.raises(UsageError):
         next(iter_windows(ROOT / "sample_traces" / "vmx-mixed.v6.dat", window_events=0))
