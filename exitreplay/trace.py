@@ -106,8 +106,10 @@ class Trace:
 
     def __init__(self, events: pa.Table, tables: Mapping[str, TableSource], meta: TraceMeta,
                  close: Callable[[], None] | None = None, row_base: int = 0):
-        self.row_base = int(row_base)
         self.events = conform_events(events)
+        # A window of a longer trace (windows.iter_windows) keeps the file's row numbers: its
+        # tables' `row` r is the event at events[r - row_base].
+        self.row_base = row_base
         self._sources: dict[str, TableSource] = dict(tables)
         self._cache: dict[str, pa.Table] = {}
         self.meta = meta
@@ -187,8 +189,8 @@ class Trace:
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     raise TraceError(self.meta.path, f"table {name!r}: its {col} column is not {typ}") from None
         rows = tbl.column("row")
-        lo_hi = pc.min_max(rows).as_py() if tbl.num_rows else {"min": 0, "max": 0}
         base = self.row_base
+        lo_hi = pc.min_max(rows).as_py() if tbl.num_rows else {"min": base, "max": base}
         if rows.null_count or lo_hi["min"] < base or lo_hi["max"] >= base + max(self.events.num_rows, 1):
             raise TraceError(self.meta.path, f"table {name!r}: rows outside the trace's {self.events.num_rows} events")
         return tbl
