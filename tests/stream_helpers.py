@@ -28,5 +28,6 @@ def assert_same_report(a, b, what: str = "") -> None:
             raise AssertionError(f"{what} {name}: {e}") from None
     for k in SUMMARY:
         assert a.summary.get(k) == b.summary.get(k), f"{what} summary[{k}]: {a.summary.get(k)} != {b.summary.get(k)}"
+    assert a.warnings == b.warnings, f"{what} warnings: {a.warnings} != {b.warnings}"
     for k in ("ranking_low", "ranking_typical", "ranking_high", "pairs_that_can_swap"):
         assert a.sensitivity.get(k) == b.sensitivity.get(k), f"{what} sensitivity[{k}]"

@@ -16,6 +16,7 @@ from ..replay.policy import builtin_policies
 from ..views import KINDS, SORT_KEYS
 from . import app
 from .common import (
+    PROGRESS_MIN_BYTES,
     console,
     cpu_option,
     emit,
@@ -48,6 +49,8 @@ def parse_number(text: str | None, option: str, kind: type = float) -> float | i
 
 # Traces with more events than this show a progress bar (on a terminal) while they are replayed.
 PROGRESS_MIN_EVENTS = 2_000_000
+STREAM_BYTES = 256 << 20  # above this a trace is analysed in windows (in memory: ~200 bytes an event)
+STREAM_WINDOW = 250_000  # events a window: ~0.5 GB peak
 
 
 MODES = ("summary", "default", "detail")
@@ -85,6 +88,10 @@ def analyze(
                               "exits_by_msr, episodes); csv to stdout defaults to policies."),
     output: Path = typer.Option(None, "-o", "--output", help="Write to this file (csv/parquet: directory)."),
     charts_dir: Path = typer.Option(None, "--charts", help="Also write every chart (PNG and HTML) here."),
+    window_events: str = typer.Option("auto", "--window-events", metavar="N|auto|0",
+                                      help="Analyse N events at a time, memory bounded by the window (same "
+                                           "numbers); 0: the whole trace in memory; auto: windows of "
+                                           f"{STREAM_WINDOW:,} for files over {STREAM_BYTES >> 20} MB."),
 ) -> None:
     """Replay state-deferral policies on the trace's exits: what each saves against the baseline (µs per
     second of trace, % of a CPU, cycles per exit), what it exposes, and the exit-handling times.
@@ -94,9 +101,14 @@ def analyze(
     _check(fmt, event, key, limit, summary, detail, output, table)
     numbers = {"cpu_mhz": parse_number(cpu_mhz, "--cpu-mhz"), "tsc_mhz": parse_number(tsc_mhz, "--tsc-mhz")}
     flt = filters(pid, vcpu, cpu, reason, start, end)
-    tr = load(str(trace))
-    with progress_bar("replaying", PROGRESS_STEPS, len(tr) > PROGRESS_MIN_EVENTS, unit="steps") as cb:
-        report = run_analysis(tr, policy or None, cost_profile, baseline, progress=cb, filters=flt, **numbers)
+    window = stream_window(trace, window_events, needs_exits=event != "vmexit" or charts_dir is not None
+                           or fmt == "parquet" or table == "episodes")
+    if window:
+        report = _streamed(trace, window, policy or None, cost_profile, baseline, flt, numbers)
+    else:
+        tr = load(str(trace))
+        with progress_bar("replaying", PROGRESS_STEPS, len(tr) > PROGRESS_MIN_EVENTS, unit="steps") as cb:
+            report = run_analysis(tr, policy or None, cost_profile, baseline, progress=cb, filters=flt, **numbers)
     view = {"mode": "summary" if summary else "detail" if detail else "default", "event": event, "key": key,
             "limit": limit}
     if fmt in ("csv", "parquet") and output is not None:
@@ -115,6 +127,29 @@ def analyze(
         if report.episodes.height == 0:
             raise UsageError("no exits in this trace: nothing to chart")
         write_charts(report, charts_dir, trace.name)
+
+
+def stream_window(path: Path, option: str, needs_exits: bool) -> int:
+    """The window size to analyse `path` with, 0 for the whole trace in memory."""
+    if option == "auto":
+        size = path.stat().st_size if path.is_file() else 0
+        return STREAM_WINDOW if size > STREAM_BYTES and not needs_exits else 0
+    n = parse_number(option, "--window-events", int)
+    if n is None or n < 0:
+        raise UsageError(f"--window-events {option}: a number of events, 0 or auto")
+    if n and needs_exits:
+        raise UsageError("--window-events: --event, --charts, --table episodes and parquet output need every "
+                         "exit in memory: use --window-events 0")
+    return int(n)
+
+
+def _streamed(trace: Path, window: int, policies, cost_profile, baseline, flt, numbers):
+    from ..pipeline.stream import analyze_file
+
+    size = trace.stat().st_size if trace.is_file() else 0
+    with progress_bar(f"analysing {trace.name}", size, size >= PROGRESS_MIN_BYTES) as cb:
+        return analyze_file(str(trace), window_events=window, progress=cb, policies=policies,
+                            costs=cost_profile, baseline=baseline, filters=flt, **numbers)
 
 
 def _check(fmt: str, event: str, key: str, limit: int | None, summary: bool, detail: bool, output: Path | None,

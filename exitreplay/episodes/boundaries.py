@@ -34,7 +34,7 @@ def first_entries(trace: Trace, p: Pairing, en: pa.Table, carry=None) -> dict[st
     if carry is not None:
         fpu |= np.isin(p.upids[code], carry.pre_fpu)
         sched_in |= np.isin(p.upids[code], carry.pre_sched_in)
-    traced = trace.has("kvm_fpu")
+    traced = trace.has("kvm_fpu") or (carry is not None and "kvm_fpu" in carry.seen)
     kind = np.where(fpu, 0, np.where(sched_in, 1, np.where(traced, 2, 3))).astype(np.int8)
     return {"code": code, "row": row, "cpu": column(en, "cpu", np.int32)[idx], "kind": kind}
 

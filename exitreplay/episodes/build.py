@@ -36,6 +36,37 @@ EXTRA_SCHEMA = {"pid": pl.Int32, "vcpu": pl.Int64, "vm": pl.Int32, "first_kind":
                 "user_returns": pl.Int64, "uret_prev_pid": pl.Int32}
 
 
+# The warnings that carry a count, by the count they report (a stream writes them from its totals).
+WARN = {
+    "cpu_changes_without_sched_switch": lambda n: (
+        f"{n} entries on another CPU with no sched_switch of the thread recorded: each counted as a vcpu_put "
+        "and a vcpu_load, the put's cause unknown (class 'moved')"),
+    "entries_before_exit": lambda n: f"{n} episodes whose entry precedes the exit (timestamps out of order)",
+    "episodes_crossing_dropped_events": lambda n: (
+        f"{n} episodes cross dropped events: their attached events (and sync points) may be incomplete "
+        "(see crosses_drop)"),
+    "first_entries_mid_exit": lambda n: (
+        f"{n} vCPU threads were already inside KVM_RUN when the trace began (first kvm_entry with no kvm_fpu "
+        "load before it): not counted as loads"),
+    "no_exits": lambda names: (
+        "no kvm_exit events: exit-level replay impossible (this KVM or this recording does not fire "
+        "kvm_exit/kvm_entry); only sync-point events are counted: " + names),
+    "cpus_without_sched_switch": lambda cpus: (
+        f"no sched_switch recorded on CPU {', '.join(map(str, cpus))}: returns to user mode there are seen "
+        "only at KVM_RUN returns; after a preemption or blocking they are unknown"),
+}
+
+
+# The warnings about an event type the recording lacks (a stream knows only at its end).
+ABSENT = {
+    "sched_switch": "no sched_switch recorded: preemption sync points unknown (nor blocking ones: record "
+                    "sched/sched_switch with the kvm events)",
+    "kvm_entry": "no kvm_entry events: exit handling times unknown",
+    "kvm_fpu": "kvm_fpu not recorded: each vCPU thread's first kvm_entry is assumed to start KVM_RUN (a "
+               "vcpu_load); record kvm/kvm_fpu to tell",
+}
+
+
 @dataclasses.dataclass
 class Episodes:
     """The episode table plus the counts of what could not be paired (never silently skipped)."""
@@ -66,8 +97,7 @@ def build_episodes(trace: Trace, carry: Carry | None = None, final: bool = True)
     warnings: list[str] = []
     span = trace.meta.duration_ns
     if not trace.has("sched_switch"):
-        warnings.append("no sched_switch recorded: preemption sync points unknown (nor blocking ones: "
-                        "record sched/sched_switch with the kvm events)")
+        warnings.append(ABSENT["sched_switch"])
     if not trace.has("kvm_exit") or trace.table("kvm_exit").num_rows == 0:
         return _without_exits(trace, warnings, span)
 
@@ -77,7 +107,7 @@ def build_episodes(trace: Trace, carry: Carry | None = None, final: bool = True)
     if trace.has("kvm_entry"):
         en = trace.table("kvm_entry")
     else:
-        warnings.append("no kvm_entry events: exit handling times unknown")
+        warnings.append(ABSENT["kvm_entry"])
         en = empty_entries()
     en_all = en
     if carry is not None and carry.consumed.size and en.num_rows:
@@ -108,8 +138,7 @@ def build_episodes(trace: Trace, carry: Carry | None = None, final: bool = True)
     flags = classes(isa_arr, code, cols, att.sched_state, moved)
     if moved.any():
         counts["cpu_changes_without_sched_switch"] = int(moved.sum())
-        warnings.append(f"{int(moved.sum())} entries on another CPU with no sched_switch of the thread recorded: "
-                        "each counted as a vcpu_put and a vcpu_load, the put's cause unknown (class 'moved')")
+        warnings.append(WARN["cpu_changes_without_sched_switch"](int(moved.sum())))
     first = first_entries(trace, p, en, carry)
     _first_entry_notes(trace, first, counts, warnings)
     returns = _user_returns(trace, p, ex, att, ent, flags, moved, first, vm_of_code, carry, cut, counts, warnings)
@@ -149,12 +178,15 @@ def build_episodes(trace: Trace, carry: Carry | None = None, final: bool = True)
     return eps
 
 
+def sync_names(sync: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sync.items() if not k.startswith("kvm_msr_")) or "none"
+
+
 def _without_exits(trace: Trace, warnings: list[str], span: int) -> Episodes:
     threads = thread_table(trace, None)
     sync = sync_point_counts(trace, threads["pid"].to_numpy())
-    names = ", ".join(f"{k} {v}" for k, v in sync.items() if not k.startswith("kvm_msr_")) or "none"
-    warnings.append("no kvm_exit events: exit-level replay impossible (this KVM or this recording does "
-                    "not fire kvm_exit/kvm_entry); only sync-point events are counted: " + names)
+    names = sync_names(sync)
+    warnings.append(WARN["no_exits"](names))
     return Episodes(pl.DataFrame(schema={"exit_row": pl.Int64}), threads, None, {}, warnings, sync, span)
 
 
@@ -167,11 +199,10 @@ def _timing(trace: Trace, p: Pairing, ent: dict, ts: np.ndarray, exit_cpu: np.nd
     neg = int((paired & (ent["latency"] < 0)).sum())
     counts["out_of_order"] = neg + int(trace.meta.extra.get("ts_inversions") or 0)
     if neg:
-        warnings.append(f"{neg} episodes whose entry precedes the exit (timestamps out of order)")
+        warnings.append(WARN["entries_before_exit"](neg))
     counts["episodes_crossing_dropped_events"] = int(crosses.sum())
     if crosses.any():
-        warnings.append(f"{int(crosses.sum())} episodes cross dropped events: their attached events (and "
-                        "sync points) may be incomplete (see crosses_drop)")
+        warnings.append(WARN["episodes_crossing_dropped_events"](int(crosses.sum())))
     cols = {"entry_row": nullable(ent["entry_row"], paired), "entry_cpu": nullable(ent["entry_cpu"], paired),
             "latency_ns": nullable(ent["latency"], paired)}
     return {"cols": cols, "migrated": migrated, "crosses": crosses}
@@ -195,11 +226,9 @@ def _first_entry_notes(trace: Trace, first: dict, counts: dict, warnings: list[s
     kinds = np.bincount(first["kind"], minlength=len(FIRST_KINDS))
     counts.update({f"first_entries_{k}": int(v) for k, v in zip(FIRST_KINDS, kinds)})
     if kinds[FIRST_KINDS.index("assumed")]:
-        warnings.append("kvm_fpu not recorded: each vCPU thread's first kvm_entry is assumed to start KVM_RUN "
-                        "(a vcpu_load); record kvm/kvm_fpu to tell")
+        warnings.append(ABSENT["kvm_fpu"])
     if kinds[FIRST_KINDS.index("mid_exit")]:
-        warnings.append(f"{int(kinds[FIRST_KINDS.index('mid_exit')])} vCPU threads were already inside KVM_RUN "
-                        "when the trace began (first kvm_entry with no kvm_fpu load before it): not counted as loads")
+        warnings.append(WARN["first_entries_mid_exit"](int(kinds[FIRST_KINDS.index("mid_exit")])))
 
 
 def _user_returns(trace: Trace, p: Pairing, ex: pa.Table, att, ent: dict, flags: dict, moved: np.ndarray,
@@ -253,8 +282,7 @@ def _user_returns(trace: Trace, p: Pairing, ex: pa.Table, att, ent: dict, flags:
                   user_returns_after_loss=int(res.fired["unknown"].sum()) if res.fired.height else 0)
     blind = ur.cpus_without_sched_switch(trace, exit_cpu)
     if blind and trace.has("sched_switch"):
-        warnings.append(f"no sched_switch recorded on CPU {', '.join(map(str, blind))}: returns to user mode there "
-                        "are seen only at KVM_RUN returns; after a preemption or blocking they are unknown")
+        warnings.append(WARN["cpus_without_sched_switch"](blind))
     return {"uret_state": nullable(uret_state, uret_state >= 0),
             "uret_prev_pid": nullable(prev.astype(np.int32), uret_state >= ur.OTHER_VCPU),
             "user_returns": np.bincount(fired_ep, minlength=n).astype(np.uint16),

@@ -45,6 +45,7 @@ class Carry:
     started: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     pre_fpu: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     pre_sched_in: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    seen: frozenset = frozenset()  # event types earlier views had
 
     def referenced(self) -> np.ndarray:
         """Exit rows of the carried episodes the marks still refer to."""

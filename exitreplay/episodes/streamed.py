@@ -82,6 +82,7 @@ def hand_on(trace, eps, p, en: pa.Table, first: dict, returns: dict, carry: Carr
         consumed=np.unique(np.concatenate([consumed.astype(np.int64), old])),
         run_pids=upids[rc].astype(np.int64), run_kinds=rk.astype(np.int8),
         threads=th, started=started,
+        seen=frozenset(trace.event_names) | (carry.seen if carry is not None else frozenset()),
         pre_fpu=_before(trace, "kvm_fpu", "pid", cut, carry.pre_fpu if carry else None, started,
                         lambda t: column(t, "load", np.int64) != 0),
         pre_sched_in=_before(trace, "sched_switch", "next_pid", cut, carry.pre_sched_in if carry else None, started))

@@ -27,6 +27,8 @@ class LatencyCounts:
                                          "total": pl.Int64})
         self.limit = limit
         self.rounded = False
+        self.parts: list[pl.DataFrame] = []  # added since the last compaction
+        self.pending = 0
 
     def add(self, ep: pl.DataFrame) -> None:
         if not ep.height:
@@ -36,10 +38,20 @@ class LatencyCounts:
         part = ep.select(pl.col("reason").cast(pl.Utf8), pl.col("pid").cast(pl.Int32), pl.col("vcpu").cast(pl.Int32),
                          key.cast(pl.Int64).alias("latency_ns")).group_by(KEYS + ["latency_ns"]).agg(
             pl.len().cast(pl.Int64).alias("n"))
-        self.map = pl.concat([self.map, part]).group_by(KEYS + ["latency_ns"]).agg(pl.col("n").sum())
+        self.parts.append(part)
+        self.pending += part.height
         tot = ep.select(pl.col("reason").cast(pl.Utf8), pl.col("pid").cast(pl.Int32), pl.col("vcpu").cast(pl.Int32),
                         lat.fill_null(0).cast(pl.Int64).alias("total")).group_by(KEYS).agg(pl.col("total").sum())
         self.sums = pl.concat([self.sums, tot]).group_by(KEYS).agg(pl.col("total").sum())
+        # Merging costs the map's size: do it once the new parts are as large as the map.
+        if self.pending > max(self.map.height, 1 << 16):
+            self.compact()
+
+    def compact(self) -> None:
+        if not self.parts:
+            return
+        self.map = pl.concat([self.map, *self.parts]).group_by(KEYS + ["latency_ns"]).agg(pl.col("n").sum())
+        self.parts, self.pending = [], 0
         if self.map.height > self.limit and not self.rounded:
             self.rounded = True
             self.map = self.map.with_columns(self._round(pl.col("latency_ns")).cast(pl.Int64)).group_by(
@@ -51,6 +63,7 @@ class LatencyCounts:
                                      ).otherwise(lat)
 
     def tables(self, vm_of_pid: pl.DataFrame, groupings: dict[str, list[str]]) -> dict[str, pl.DataFrame]:
+        self.compact()
         m = self.map.join(vm_of_pid, on="pid", how="left")
         s = self.sums.join(vm_of_pid, on="pid", how="left")
         exits_all = int(m["n"].sum()) if m.height else 0

@@ -12,6 +12,7 @@ import polars as pl
 from ..analysis import (DEFAULT_BASELINE, ISA_KEYS, LAT_GROUPS, REPLAY_GROUPS, Context, Report, _positive,
                         _select_costs, _select_policies, assemble, host_policies, nested_table)
 from ..episodes import build_episodes
+from ..episodes.build import ABSENT, WARN, sync_names
 from ..filters import Filters
 from ..replay.engine import (boundary_frame, episode_sums, extra_boundaries, l1_last, l1_loads, nested_counts,
                              nested_from_counts, results_from_sums)
@@ -37,6 +38,9 @@ class Partial:
     # the end, with every thread known (reason, pid, vcpu, prev pid, n; extras without reason).
     others: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)
     extra_others: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)
+    exit_cpus: set = dataclasses.field(default_factory=set)
+    seen: set = dataclasses.field(default_factory=set)
+    sched_cpus: set = dataclasses.field(default_factory=set)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -153,8 +157,16 @@ class StreamAnalysis:
     # -- one view ------------------------------------------------------------------------------
     def _absorb(self, part: Partial, eps, view: Trace, keep_state: bool = True) -> None:
         for w in eps.warnings:
-            if w not in part.warnings:
-                part.warnings.append(w)
+            # A count's warning appears once, with the total at the end; one about an event the
+            # recording lacks, only if no window had it.
+            key = counted_warning(w) or next((f"absent:{k}" for k, t in ABSENT.items() if t == w), w)
+            if key not in part.warnings:
+                part.warnings.append(key)
+        if eps.table.height and "cpu" in eps.table.columns:
+            part.exit_cpus |= set(eps.table["cpu"].unique().to_list())
+        part.seen |= set(view.event_names)
+        if view.has("sched_switch"):
+            part.sched_cpus |= set(view.table("sched_switch").column("cpu").unique().to_pylist())
         if eps.isa is not None and self.isa is None:
             self.isa = eps.isa
         self.msr_traced |= view.has("kvm_msr")
@@ -237,6 +249,29 @@ class StreamAnalysis:
                 allp = pl.concat(pool, how="diagonal_relaxed")
                 self.late_eps = allp.filter(pl.col("exit_row").is_in(refs.tolist()))
 
+    def _warnings(self, part: Partial) -> list[str]:
+        """The views' warnings, those that report a count written with the stream's total."""
+        totals = dict(part.counts)
+        totals["entries_before_exit"] = totals.get("out_of_order", 0)
+        blind = sorted(part.exit_cpus - part.sched_cpus)
+        out = []
+        for w in part.warnings:
+            if w.startswith("absent:"):
+                ev = w.split(":", 1)[1]
+                if ev not in part.seen or (ev == "kvm_fpu" and totals.get("first_entries_assumed")):
+                    out.append(ABSENT[ev])
+            elif w == "no_exits":
+                if not totals.get("exits"):
+                    out.append(WARN[w](sync_names(dict(part.sync))))
+            elif w not in WARN:
+                out.append(w)
+            elif w == "cpus_without_sched_switch":
+                if blind and part.sched_cpus:
+                    out.append(WARN[w](blind))
+            elif totals.get(w):
+                out.append(WARN[w](totals[w]))
+        return out
+
     @staticmethod
     def _pairing(part: Partial, meta) -> dict:
         out = dict(part.counts)
@@ -259,7 +294,7 @@ class StreamAnalysis:
         pols = _select_policies(self.policies, isa_key, has_nested or _nested_seen(part))
         base_name = self.baseline if self.baseline is not None else DEFAULT_BASELINE.get(isa_key or "svm")
         base = base_name if isinstance(base_name, Policy) else load_policy(base_name)
-        warnings = list(meta.warnings) + [w for w in part.warnings if w not in meta.warnings]
+        warnings = list(meta.warnings) + [w for w in self._warnings(part) if w not in meta.warnings]
         span_ns = int(meta.duration_ns * self.ns_per_unit)
         window = None
         if self.bounds is not None:
@@ -303,6 +338,20 @@ class StreamAnalysis:
                  "pairing": self._pairing(part, meta), "sync_events": dict(part.sync)}
         extra = {"percentiles": "within 0.1% (rounded latencies)" if part.lat.rounded else "exact"}
         return assemble(ctx, facts, results, lat, nested_rows, warnings, extra_summary=extra)
+
+
+def counted_warning(w: str) -> str | None:
+    """The WARN key of a warning that reports a count, None for any other."""
+    for key, text in WARN.items():
+        if key == "no_exits":
+            if w.startswith(text("")):
+                return key
+            continue
+        probe = text([0]) if key == "cpus_without_sched_switch" else text(0)
+        head, tail = probe.split("0", 1)
+        if w.startswith(head) and w.endswith(tail):
+            return key
+    return None
 
 
 def _add(acc: pl.DataFrame, new: pl.DataFrame, keys: list[str], col: str) -> pl.DataFrame:
