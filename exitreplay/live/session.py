@@ -1,0 +1,133 @@
+"""`exitreplay top`: windows in, the streaming analysis folded over them, a frame per interval out.
+
+The source runs in a thread of its own (a paced replay sleeps, a live one waits for pages) and
+hands windows over a queue; the main thread feeds them to `pipeline.StreamAnalysis`, turns each
+report into a Frame and shows it, and reads keys in between. SIGINT, SIGTERM and SIGHUP only set
+a flag (as `record` does), so the way out always stops the source, which for a live one puts
+the host's tracing back as it was.
+"""
+from __future__ import annotations
+
+import collections
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+from ..pipeline import StreamAnalysis
+from .frames import SYNC_EVENTS, Frame, Totals, frame_of, totals_of
+from .window import Window
+
+TICK = 0.05  # seconds between looks at the keys and the stop flag
+
+
+class Watcher:
+    """The streaming analysis of one source and the last two reports' totals."""
+
+    def __init__(self, **analysis):
+        self.sa = StreamAnalysis(**analysis)
+        self.prev = Totals()
+        self.events: collections.Counter = collections.Counter()
+        self.first_ts: int | None = None
+        self.fed = 0
+        self.report = None
+
+    def step(self, w: Window) -> Frame | None:
+        """Feed one window; the interval's Frame (None until the first events)."""
+        if self.first_ts is None and w.trace is not None:
+            self.first_ts = w.lo_ts
+        if w.trace is not None:
+            self.sa.feed(w.trace)
+            self.fed += 1
+            counts = w.event_counts
+            self.events.update({k: counts.get(k, 0) for k in SYNC_EVENTS if k in counts})
+            self.report = self.sa.report()
+        if self.report is None:
+            return None
+        cur = totals_of(self.report, self.events) if w.trace is not None else self.prev
+        f = frame_of(self.report, cur, self.prev, (w.hi_ts - self.first_ts) / 1e9, (w.hi_ts - w.lo_ts) / 1e9)
+        self.prev = cur
+        return f
+
+
+class StopFlag:
+    """SIGINT/SIGTERM/SIGHUP set it (previous handlers back on exit)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.reason: str | None = None
+        self._old: dict = {}
+
+    def set(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.event.set()
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._old[s] = signal.signal(s, lambda n, _f: self.set(signal.Signals(n).name))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+
+_END = object()
+
+
+def _produce(source, out: queue.Queue) -> None:
+    try:
+        for w in source.windows():
+            out.put(w)
+    except BaseException as exc:  # noqa: BLE001 (raised again in the main thread)
+        out.put(exc)
+    out.put(_END)
+
+
+def run(source, watcher: Watcher, show: Callable[[Frame | None, str], None], keys, stop: StopFlag,
+        on_key: Callable[[str], bool] = lambda k: False, wait_at_end: bool = False, drain: bool = False) -> str:
+    """Show a frame per window until the source ends (with wait_at_end: until q or a signal), q
+    or a signal; the reason. drain: after a stop, the windows the source still gives (a live
+    source's last pages) are shown too, so the totals hold every event recorded."""
+    q: queue.Queue = queue.Queue(maxsize=4)
+    producer = threading.Thread(target=_produce, args=(source, q), daemon=True, name="top source")
+    producer.start()
+    frame: Frame | None = None
+    status = ""
+    while True:
+        if stop.event.is_set():
+            source.stop()
+            if not drain or status == "ended":
+                return stop.reason or "stopped"
+        try:
+            item = q.get(timeout=TICK / 2)
+        except queue.Empty:
+            item = None
+        if item is _END:
+            status = "ended"
+            if not wait_at_end or stop.event.is_set():
+                return stop.reason or "end of the source"
+            show(frame, status)
+        elif isinstance(item, BaseException):
+            raise item
+        elif isinstance(item, Window):
+            frame = watcher.step(item) or frame
+            show(frame, "ended" if item.last and wait_at_end else status)
+        for k in _pending(keys):
+            if k in ("q", "Q"):
+                stop.set("q")
+            elif on_key(k):
+                show(frame, status)
+
+
+def _pending(keys) -> Iterator[str]:
+    k = keys.get(TICK / 2)
+    while k is not None:
+        yield k
+        k = keys.get(0)
+
+
