@@ -71,7 +71,7 @@ class TracefsSource:
         self._stack = contextlib.ExitStack()
         self._stopped = False
         self._lock = threading.Lock()
-        self.label = "this host (tracefs)"
+        self.label = "live"
 
     def __enter__(self) -> TracefsSource:
         from ..record import Recorder
@@ -83,7 +83,7 @@ class TracefsSource:
             self._stack.callback(self.decoder.close)
             self.stream = self.rec.subscribe()
             self.rec.start()
-            self.label = f"this host (tracefs {self.rec.instance.name})"
+            self.label = f"live ({self.rec.instance.name})"
         except BaseException:
             self._stack.close()
             raise

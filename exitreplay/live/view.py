@@ -146,10 +146,9 @@ def header(f: Frame | None, st: ViewState, width: int) -> Text:
     if f is None:
         return Text(_cut(f"exitreplay top · {st.source} · waiting for the first interval", width))
     end = " · ended" if st.status == "ended" else ""
-    line1 = f"exitreplay top · {st.source} · +{f.t_s:.2f} s (frames of {f.span_s:.3g} s){end}"
+    line1 = f"exitreplay top · {st.source} · +{f.t_s:.2f} s, frames of {f.span_s:.3g} s{end}"
     if f.no_exits:
-        line2 = ("no kvm_exit on this source (its KVM does not fire it, e.g. kvm_pvm): "
-                 "only sync-point events are counted")
+        line2 = "no kvm_exit events (a KVM such as kvm_pvm fires none): sync-point events only"
     else:
         line2 = (f"{si(f.rate(f.delta.exits))} exits/s · {f.total.exits:,} exits · {f.vcpus} vCPUs in {f.vms} VMs"
                  f" · {f.isa or '?'} · {f.cost} {f.cpu_mhz:g} MHz")
