@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from .holes import punch
 from .window import Window, time_windows
 
 
@@ -119,10 +120,13 @@ class TracefsSource:
     def windows(self) -> Iterator[Window]:
         dec = self.decoder
         lo = None
+        read: dict[int, int] = {}  # bytes of each CPU's file read so far
         for pages in self.stream.windows(self.interval):
             for cpu, data in pages.items():
                 if data.size:
                     dec.add(cpu, data)
+                    read[cpu] = read.get(cpu, 0) + data.size
+                    punch(self.rec.readers.files[cpu], read[cpu])
             bound = dec.ready_bound()
             if bound is None:
                 continue

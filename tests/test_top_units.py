@@ -1,0 +1,150 @@
+"""The live pipeline's parts, against independent results: the live page decoder against
+read_trace of the same pages, time windows against the whole trace, pid -> comm as tasks appear,
+and the page files' disk given back."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from conftest import SAMPLES
+
+import exitreplay
+from exitreplay.formats.tracedat_file import TraceDatFile
+from exitreplay.live.comms import Comms
+from exitreplay.live.holes import punch
+from exitreplay.live.pages import PageDecoder
+from exitreplay.live.window import time_windows
+from exitreplay.pipeline.stream import concat_windows
+from exitreplay.synth import synthesize
+
+
+def live_windows(path, tmp_path, pages_per_add: int, seed: int):
+    """The file's per-CPU pages fed to a PageDecoder a few pages at a time, CPUs in a random order,
+    each window taken at a bound no CPU can still go below (the smallest of their latest keys)."""
+    tdf = TraceDatFile(path)
+    cmd = tmp_path / "saved_cmdlines"
+    cmd.write_bytes(tdf.cmdlines)
+    buf = tdf.buffers[0]
+    ps = buf.page_size
+    data = {cd.cpu: np.array(tdf.cpu_data(i)[0]) for i, cd in enumerate(buf.cpus)}
+    tdf.close()
+    dec = PageDecoder(str(path), sorted(data), str(cmd), str(path))
+    rng = np.random.default_rng(seed)
+    pos = dict.fromkeys(data, 0)
+    out = []
+    while any(pos[c] < data[c].size for c in data):
+        for c in rng.permutation(sorted(data)).tolist():
+            if pos[c] < data[c].size:
+                n = int(rng.integers(1, pages_per_add + 1)) * ps
+                dec.add(c, data[c][pos[c]: pos[c] + n])
+                pos[c] += n
+        live = [q.keymax for c, q in dec.cpus.items() if pos[c] < data[c].size and q.keymax is not None]
+        w = dec.take(min(live)) if live else None
+        if w is not None:
+            out.append(w)
+    w = dec.take(None)
+    if w is not None:
+        out.append(w)
+    dec.close()
+    return out
+
+
+def same_table(a: pa.Table, b: pa.Table) -> bool:
+    return a.select(b.column_names).cast(b.schema).equals(b) if set(a.column_names) == set(b.column_names) else False
+
+
+@pytest.mark.parametrize("make", ["pvm-pio-small.v7zstd.dat", "synth-svm", "synth-vmx"])
+def test_live_page_decoder_equals_read_trace(tmp_path, make):
+    if make.startswith("synth"):
+        path = tmp_path / "s.dat"
+        synthesize("mixed", path, vcpus=2, seconds=0.01, isa=make[-3:], seed=11)
+    else:
+        path = SAMPLES / make
+    whole = exitreplay.read_trace(path)
+    wins = live_windows(path, tmp_path, pages_per_add=3, seed=1)
+    assert len(wins) > 3
+    rows = [w.row_base for w in wins]
+    assert rows[0] == 0 and rows == sorted(rows)
+    back = concat_windows(wins)
+    for col in ("ts", "cpu", "pid", "flags", "preempt_count"):
+        assert back.events.column(col).equals(whole.events.column(col)), col
+    for col in ("event", "system", "comm"):
+        assert back.events.column(col).cast(pa.string()).equals(whole.events.column(col).cast(pa.string())), col
+    assert back.event_names == whole.event_names
+    for name in whole.event_names:
+        assert same_table(back.table(name), whole.table(name)), name
+    assert [(d.cpu, d.ts, d.count, d.row) for d in back.meta.dropped] == \
+        [(d.cpu, d.ts, d.count, d.row) for d in whole.meta.dropped]
+
+
+def test_time_windows_tile_the_trace():
+    t = exitreplay.read_trace(SAMPLES / "svm-idle.v7.dat")
+    span = t.meta.duration_ns // 7
+    wins = list(time_windows(t, span))
+    assert wins[-1].last and not any(w.last for w in wins[:-1])
+    assert [w.lo_ts for w in wins[1:]] == [w.hi_ts for w in wins[:-1]]
+    assert all(w.hi_ts - w.lo_ts == span for w in wins)
+    full = [w.trace for w in wins if w.trace is not None]
+    assert sum(len(x) for x in full) == len(t)
+    for w in wins:
+        if w.trace is not None:
+            ts = w.trace.events.column("ts").to_numpy()
+            assert ts.min() >= w.lo_ts and ts.max() < w.hi_ts
+            assert w.trace.table(w.trace.event_names[0]).column("row")[0].as_py() >= w.trace.row_base
+    back = concat_windows(full)
+    assert back.events.equals(t.events)
+    for name in t.event_names:
+        assert back.table(name).equals(t.table(name))
+
+
+def test_time_windows_keep_a_quiet_stretch():
+    t = exitreplay.read_trace(SAMPLES / "svm-mixed.v7zstd.dat")
+    ts = t.events.column("ts").to_numpy()
+    gap = int(np.argmax(np.diff(ts)))  # the longest quiet stretch
+    span = max(1, int(ts[gap + 1] - ts[gap]) // 3)
+    wins = list(time_windows(t, span))
+    assert any(w.trace is None for w in wins)
+    assert sum(w.events for w in wins) == len(t)
+    assert wins[0].lo_ts == int(ts[0]) and wins[-1].hi_ts > int(ts[-1])
+
+
+def test_window_rows_outside_the_window_are_refused():
+    from exitreplay.errors import TraceError
+    from exitreplay.live.window import WindowTrace
+
+    t = exitreplay.read_trace(SAMPLES / "svm-mixed.v7zstd.dat")
+    ex = t.table("kvm_exit")
+    w = WindowTrace(t.events.slice(100, 50), {"kvm_exit": ex.slice(0, 5)}, t.meta, 100)
+    if pc.min(ex.slice(0, 5).column("row")).as_py() < 100:
+        with pytest.raises(TraceError, match="rows outside"):
+            w.table("kvm_exit")
+
+
+def test_comms_grow_and_keep_their_codes(tmp_path):
+    f = tmp_path / "saved_cmdlines"
+    f.write_text("10 qemu\n20 CPU 0/KVM\n")
+    c = Comms(str(f))
+    first = c.codes(np.array([10, 20, 0, 30, -5], np.int32))
+    names = [None if k < 0 else c.names[k] for k in first.tolist()]
+    assert names == ["qemu", "CPU 0/KVM", "<idle>", None, None]
+    f.write_text("10 qemu\n20 CPU 0/KVM\n30 CPU 1/KVM\n4000000 big\n")
+    again = c.codes(np.array([10, 20, 30, 4000000, 4000001], np.int32))
+    assert again[:2].tolist() == first[:2].tolist()
+    assert [c.names[k] for k in again[2:4].tolist()] == ["CPU 1/KVM", "big"] and again[4] == -1
+    assert c.dictionary().to_pylist() == c.names
+
+
+def test_punch_gives_the_disk_back_and_keeps_the_bytes_after(tmp_path):
+    p = tmp_path / "cpu0.raw"
+    data = os.urandom(1 << 20)
+    p.write_bytes(data)
+    os.sync()
+    before = os.stat(p).st_blocks
+    if not punch(p, 1 << 19):
+        pytest.skip("this file system cannot punch holes")
+    assert os.path.getsize(p) == 1 << 20 and os.stat(p).st_blocks < before
+    got = p.read_bytes()
+    assert got[: 1 << 19] == bytes(1 << 19) and got[1 << 19:] == data[1 << 19:]
