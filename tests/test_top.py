@@ -171,6 +171,9 @@ def test_paced_replay_takes_the_recorded_time():
     (["--replay", SAMPLES / "svm-mixed.v7zstd.dat", "--batch", "json", "--interval", "0"], "--interval"),
     (["--replay", SAMPLES / "svm-mixed.v7zstd.dat"], "use --batch csv or --batch json"),
     (["--replay", ROOT / "README.md", "--batch", "json"], "README.md"),
+    (["--replay", SAMPLES / "svm-mixed.v7zstd.dat", "--batch", "json", "--interval", "10ns", "--speed", "0"],
+     "give a longer --interval"),
+    (["--replay", SAMPLES / "svm-mixed.v7zstd.dat", "--batch", "json", "--pid", "1"], "--pid 1: no VM"),
 ])
 def test_bad_input_is_one_line_and_status_2(args, message):
     r = top(*args)

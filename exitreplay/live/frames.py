@@ -99,5 +99,12 @@ def frame_of(report, cur: Totals, prev: Totals, t_s: float, span_s: float) -> Fr
     s = report.summary
     return Frame(t_s, span_s, delta(cur, prev), cur, _quantiles(report.latency, ["reason"]),
                  _quantiles(report.latency_vcpu, ["vm", "vcpu"]), s.get("baseline"), s.get("cost_profile"),
-                 float(s.get("cpu_mhz") or 0.0), s.get("isa"), not s.get("exits"),
+                 float(s.get("cpu_mhz") or 0.0), s.get("isa"), not fires_kvm_exit(report),
                  int(s.get("vcpus") or 0), int(s.get("vms") or 0))
+
+
+def fires_kvm_exit(report) -> bool:
+    """Whether the source has kvm_exit events at all (a filter that selects no exit still has)."""
+    if report.trace is not None:
+        return report.trace.has("kvm_exit") and report.trace.table("kvm_exit").num_rows > 0
+    return bool(report.summary.get("exits")) or not any(w.startswith("no kvm_exit") for w in report.warnings)

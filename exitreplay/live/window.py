@@ -13,7 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import UsageError
 from ..trace import Trace, TraceMeta
+
+MAX_WINDOWS = 1_000_000  # frames a replay may cut a trace into (each is a report)
 
 
 class WindowTrace(Trace):
@@ -71,6 +74,9 @@ def time_windows(trace: Trace, span: int) -> Iterator[Window]:
     ts = np.maximum.accumulate(trace.events.column("ts").to_numpy())
     first, last = int(ts[0]), int(ts[-1])
     count = (last - first) // span + 1
+    if count > MAX_WINDOWS:
+        raise UsageError(f"{trace.meta.path}: {count:,} frames of {span / 1e9:g} s for its "
+                         f"{(last - first) / 1e9:g} s: give a longer --interval (or a higher --speed)")
     edges = first + span * np.arange(count + 1, dtype=np.int64)
     cuts = np.searchsorted(ts, edges, side="left")
     cuts[-1] = n
