@@ -9,9 +9,11 @@ the host's tracing back as it was.
 from __future__ import annotations
 
 import collections
+import contextlib
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from ..pipeline import StreamAnalysis
@@ -96,6 +98,24 @@ def run(source, watcher: Watcher, show: Callable[[Frame | None, str], None], key
     q: queue.Queue = queue.Queue(maxsize=4)
     producer = threading.Thread(target=_produce, args=(source, q), daemon=True, name="top source")
     producer.start()
+    try:
+        return _loop(source, watcher, show, keys, stop, on_key, wait_at_end, drain, q)
+    finally:
+        source.stop()
+        _discard(q, producer)
+
+
+def _discard(q: queue.Queue, producer: threading.Thread, timeout: float = 5.0) -> None:
+    """Let the source thread finish (it may wait to hand over a window) before its source closes."""
+    deadline = time.monotonic() + timeout
+    while producer.is_alive() and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                q.get_nowait()
+        producer.join(TICK)
+
+
+def _loop(source, watcher, show, keys, stop, on_key, wait_at_end, drain, q) -> str:
     frame: Frame | None = None
     status = ""
     while True:
