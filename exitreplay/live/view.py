@@ -110,8 +110,9 @@ def causes_table(f: Frame, rows: int, width: int) -> Table:
     base = f.baseline
     name = width - 20
     t = _table(("sync cause", name, "left"), (_cut(base or "-", 8), 8, "right"), (_cut(best or "-", 8), 8, "right"))
-    names = sorted(set(d.causes.get(base, {})) | set(d.causes.get(best, {})),
-                   key=lambda c: (-d.causes.get(base, {}).get(c, 0), c))
+    names = sorted((c for c in set(d.causes.get(base, {})) | set(d.causes.get(best, {}))
+                    if d.causes.get(base, {}).get(c) or d.causes.get(best, {}).get(c)),
+                   key=lambda c: (-d.causes.get(base, {}).get(c, 0), -d.causes.get(best, {}).get(c, 0), c))
     for c in names[:rows]:
         t.add_row(_cut(c, name), si(f.rate(d.causes.get(base, {}).get(c, 0))),
                   si(f.rate(d.causes.get(best, {}).get(c, 0))))
@@ -142,15 +143,20 @@ def side_by_side(left: Table, right: Table, half: int) -> Table:
     return g
 
 
+def _n(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
 def header(f: Frame | None, st: ViewState, width: int) -> Text:
     if f is None:
         return Text(_cut(f"exitreplay top · {st.source} · waiting for the first interval", width))
     end = " · ended" if st.status == "ended" else ""
-    line1 = f"exitreplay top · {st.source} · +{f.t_s:.2f} s, frames of {f.span_s:.3g} s{end}"
+    frames = f"{f.span_s * 1e3:.3g} ms" if f.span_s < 1 else f"{f.span_s:.3g} s"
+    line1 = f"exitreplay top · {st.source} · +{f.t_s:.2f} s · {frames} frames{end}"
     if f.no_exits:
         line2 = "no kvm_exit events (a KVM such as kvm_pvm fires none): sync-point events only"
     else:
-        line2 = (f"{si(f.rate(f.delta.exits))} exits/s · {f.total.exits:,} exits · {f.vcpus} vCPUs in {f.vms} VMs"
+        line2 = (f"{si(f.rate(f.delta.exits))} exits/s · {f.total.exits:,} exits · {_n(f.vcpus, 'vCPU')} in {_n(f.vms, 'VM')}"
                  f" · {f.isa or '?'} · {f.cost} {f.cpu_mhz:g} MHz")
     return Text("\n".join(_cut(x, width) for x in (line1, line2)))
 
