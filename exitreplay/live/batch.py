@@ -30,6 +30,7 @@ def json_record(f: Frame) -> dict[str, Any]:
         "exits_per_s": round(f.rate(d.exits), 3),
         "exits_by_reason": d.by_reason, "exits_by_vcpu": d.by_vcpu,
         "p50_ns": {k: v[0] for k, v in f.latency.items()}, "p99_ns": {k: v[1] for k, v in f.latency.items()},
+        "latency_scope": f.latency_scope,
         "baseline": f.baseline,
         "saved_cycles": {k: _num(v) for k, v in d.saved.items()},
         "syncs": d.syncs, "guest_state_live_ns": d.live_ns, "sync_causes": d.causes,

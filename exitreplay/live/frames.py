@@ -3,13 +3,19 @@
 A Report counts everything fed so far, so an interval's exits, saved cycles, syncs and
 sync-point events are this report's totals minus the previous one's (`Frame.delta`); summed
 over every interval they give the last report's totals. Rates divide by the trace time the
-interval covers. The p50/p99 handling times are the report's own, over everything so far:
-quantiles do not subtract.
+interval covers. Quantiles do not subtract: the p50/p99 handling times are those of the
+interval's own exits, from the report's episodes with their ts in the interval (the nearest-rank
+quantiles of stats.latency_tables, as analyze's); a report without episodes gives its own,
+over everything so far (`latency_scope` says which).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+import polars as pl
+
+from ..stats import GroupIndex, latency_tables
 
 # Sync-point events the view counts straight from each window, exits or not: what a host whose
 # KVM fires no kvm_exit (kvm_pvm) still shows.
@@ -74,8 +80,8 @@ class Frame:
     span_s: float  # trace time the interval covers
     delta: Totals
     total: Totals
-    latency: dict[str, tuple[Any, Any]]  # reason -> (p50_ns, p99_ns), over everything so far
-    latency_vcpu: dict[str, tuple[Any, Any]]
+    latency: dict[str, tuple[Any, Any]]  # reason -> (p50_ns, p99_ns)
+    latency_vcpu: dict[str, tuple[Any, Any]]  # "vm/vcpu" -> (p50_ns, p99_ns)
     baseline: str | None
     cost: str | None
     cpu_mhz: float
@@ -83,6 +89,7 @@ class Frame:
     no_exits: bool  # the trace so far has no kvm_exit at all
     vcpus: int
     vms: int
+    latency_scope: str = "frame"  # or "so far"
 
     def rate(self, n: float) -> float:
         return n / self.span_s if self.span_s > 0 else 0.0
@@ -95,12 +102,29 @@ def _quantiles(df, keys: list[str]) -> dict[str, tuple[Any, Any]]:
     return dict(zip(names, zip(df["p50_ns"].to_list(), df["p99_ns"].to_list())))
 
 
-def frame_of(report, cur: Totals, prev: Totals, t_s: float, span_s: float) -> Frame:
+def interval_latency(report, lo: int, hi: int) -> tuple[dict, dict] | None:
+    """p50/p99 by reason and by VM/vCPU of the exits with lo <= ts < hi; None without episodes."""
+    ep = report.episodes
+    if ep is None or ep.height == 0 or "ts" not in ep.columns:
+        return None if report.summary.get("exits") else ({}, {})
+    ep = ep.filter((pl.col("ts") >= lo) & (pl.col("ts") < hi))
+    if ep.height == 0:
+        return {}, {}
+    lat = latency_tables(ep, {"reason": ["reason"], "vcpu": ["vm", "vcpu"]}, GroupIndex(ep, ["reason", "vm", "vcpu"]))
+    return _quantiles(lat["reason"], ["reason"]), _quantiles(lat["vcpu"], ["vm", "vcpu"])
+
+
+def frame_of(report, cur: Totals, prev: Totals, t_s: float, span_s: float, lo: int | None = None,
+             hi: int | None = None) -> Frame:
     s = report.summary
-    return Frame(t_s, span_s, delta(cur, prev), cur, _quantiles(report.latency, ["reason"]),
-                 _quantiles(report.latency_vcpu, ["vm", "vcpu"]), s.get("baseline"), s.get("cost_profile"),
+    own = interval_latency(report, lo, hi) if lo is not None and hi is not None else None
+    if own is None:
+        by_reason, by_vcpu = _quantiles(report.latency, ["reason"]), _quantiles(report.latency_vcpu, ["vm", "vcpu"])
+    else:
+        by_reason, by_vcpu = own
+    return Frame(t_s, span_s, delta(cur, prev), cur, by_reason, by_vcpu, s.get("baseline"), s.get("cost_profile"),
                  float(s.get("cpu_mhz") or 0.0), s.get("isa"), not fires_kvm_exit(report),
-                 int(s.get("vcpus") or 0), int(s.get("vms") or 0))
+                 int(s.get("vcpus") or 0), int(s.get("vms") or 0), "frame" if own is not None else "so far")
 
 
 def fires_kvm_exit(report) -> bool:

@@ -47,7 +47,8 @@ class Watcher:
         if self.report is None:
             return None
         cur = totals_of(self.report, self.events) if w.trace is not None else self.prev
-        f = frame_of(self.report, cur, self.prev, (w.hi_ts - self.first_ts) / 1e9, (w.hi_ts - w.lo_ts) / 1e9)
+        f = frame_of(self.report, cur, self.prev, (w.hi_ts - self.first_ts) / 1e9, (w.hi_ts - w.lo_ts) / 1e9,
+                     w.lo_ts, w.hi_ts)
         self.prev = cur
         return f
 

@@ -1,7 +1,7 @@
 """The live screen: one Frame as rich renderables that fit the terminal (80 columns at most).
 
 Top to bottom: what is watched and when; exits/s by reason and by VM/vCPU side by side (p50 and
-p99 handling time since the start); each policy's saving per second against the baseline, its
+p99 handling time of the frame's exits); each policy's saving per second against the baseline, its
 syncs per second and its exposure (share of the interval the guest's state stays live in the
 host); sync points by cause (the baseline's and the best policy's) beside the sync-point events
 seen; a key line. Rows beyond the terminal's height are cut, the busiest kept.
@@ -157,7 +157,8 @@ def header(f: Frame | None, st: ViewState, width: int) -> Text:
         line2 = "no kvm_exit events (a KVM such as kvm_pvm fires none): sync-point events only"
     else:
         line2 = (f"{si(f.rate(f.delta.exits))} exits/s · {f.total.exits:,} exits · {_n(f.vcpus, 'vCPU')} in {_n(f.vms, 'VM')}"
-                 f" · {f.isa or '?'} · {f.cost} {f.cpu_mhz:g} MHz")
+                 f" · {f.isa or '?'} · {f.cost} {f.cpu_mhz:g} MHz"
+                 + (" · p50/p99 so far" if f.latency_scope != "frame" else ""))
     return Text("\n".join(_cut(x, width) for x in (line1, line2)))
 
 
