@@ -148,3 +148,17 @@ def test_punch_gives_the_disk_back_and_keeps_the_bytes_after(tmp_path):
     assert os.path.getsize(p) == 1 << 20 and os.stat(p).st_blocks < before
     got = p.read_bytes()
     assert got[: 1 << 19] == bytes(1 << 19) and got[1 << 19:] == data[1 << 19:]
+
+
+def test_live_pid_of_a_qemu_process_becomes_its_first_vcpu_thread(tmp_path):
+    from exitreplay.live.sources import vcpu_thread_of
+
+    for tid, comm in ((500, "qemu-system-x86"), (503, "IO mon_iothread"), (507, "CPU 1/KVM"), (506, "CPU 0/KVM")):
+        d = tmp_path / "500" / "task" / str(tid)
+        d.mkdir(parents=True)
+        (d / "comm").write_text(comm + "\n")
+    assert vcpu_thread_of(500, tmp_path) == 506
+    assert vcpu_thread_of(42, tmp_path) == 42  # no such process: the pid as given
+    (tmp_path / "600" / "task" / "600").mkdir(parents=True)
+    (tmp_path / "600" / "task" / "600" / "comm").write_text("python3\n")
+    assert vcpu_thread_of(600, tmp_path) == 600  # a process without vCPU threads named by QEMU

@@ -1,6 +1,7 @@
 """`exitreplay top`: the streaming analysis, live, of this host (tracefs) or of a replayed file."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from ..filters import parse_duration
 from ..live import batch, view
 from ..live.keys import terminal_keys
 from ..live.session import StopFlag, Watcher, run
-from ..live.sources import ReplaySource, TracefsSource
+from ..live.sources import ReplaySource, TracefsSource, vcpu_thread_of
 from . import app
 from .analyze import parse_number
 from .common import console, filters, pid_option, vcpu_option
@@ -49,7 +50,7 @@ def top_command(
     back on the way out) or --replay FILE at --speed N. Keys: s/e/5/9/n sort
     the exit tables, q quits. --batch csv|json prints a line per interval.
 
-    Example: exitreplay top --replay sample_traces/svm-mixed.v7zstd.dat --interval 10ms
+    Example: exitreplay top --replay sample_traces/svm-mixed.v7zstd.dat -i 10ms
     """
     secs = parse_duration(interval, "--interval") / 1e9
     if batch_fmt is not None and batch_fmt not in BATCH:
@@ -66,7 +67,10 @@ def top_command(
         source = ReplaySource(str(replay), secs, rate)
     else:
         source = TracefsSource(secs, events, kb)
-    analysis = dict(policies=policy or None, costs=cost_profile, baseline=baseline, filters=filters(pid, vcpu))
+    flt = filters(pid, vcpu)
+    if replay is None and flt.vm is not None:
+        flt = dataclasses.replace(flt, vm=vcpu_thread_of(flt.vm))
+    analysis = dict(policies=policy or None, costs=cost_profile, baseline=baseline, filters=flt)
     with StopFlag() as stop, source:
         watcher = Watcher(**analysis)
         if batch_fmt is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import threading
 import time
@@ -140,3 +141,22 @@ class TracefsSource:
         hi = (dec.max_key + 1) if dec.max_key is not None else (lo or 0)
         yield Window(trace, lo if lo is not None else (int(trace.events.column("ts")[0].as_py()) if trace else 0),
                      hi, last=True)
+
+
+def vcpu_thread_of(pid: int, proc: Path = Path("/proc")) -> int:
+    """Live --pid: a QEMU process's first vCPU thread ("CPU N/KVM"), which the analysis's VM
+    filter knows (its traces carry no tgid: sched_switch has none); the pid itself otherwise."""
+    best = None
+    try:
+        tasks = sorted((proc / str(pid) / "task").iterdir(), key=lambda p: int(p.name))
+    except (OSError, ValueError):
+        return pid
+    for t in tasks:
+        try:
+            comm = (t / "comm").read_text().strip()
+        except OSError:
+            continue
+        if re.fullmatch(r"CPU \d+/KVM", comm):
+            best = int(t.name)
+            break
+    return best if best is not None else pid
