@@ -59,6 +59,8 @@ def check_totals(path, lines: list[dict]) -> None:
     for p, v in want.items():
         assert saved[p] == pytest.approx(v, rel=1e-9, abs=1e-6), p
     assert summed(lines, "syncs") == dict(zip(a.policies["policy"], a.policies["syncs"]))
+    for key in ("guest_state_live_ns", "ist_off_ns"):
+        assert summed(lines, key) == dict(zip(a.policies["policy"], a.policies[key])), key
     assert nonzero(summed(lines, "sync_events")) == nonzero(a.summary["sync_events"])
     causes = collections.Counter()
     for d in lines:

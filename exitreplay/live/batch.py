@@ -33,7 +33,8 @@ def json_record(f: Frame) -> dict[str, Any]:
         "latency_scope": f.latency_scope,
         "baseline": f.baseline,
         "saved_cycles": {k: _num(v) for k, v in d.saved.items()},
-        "syncs": d.syncs, "guest_state_live_ns": d.live_ns, "sync_causes": d.causes,
+        "syncs": d.syncs, "guest_state_live_ns": d.live_ns, "ist_off_ns": d.ist_off_ns,
+        "sync_causes": d.causes,
         "sync_events": d.sync_events, "events": d.events,
     }
 

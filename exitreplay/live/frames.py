@@ -32,6 +32,7 @@ class Totals:
     saved: dict[str, float] = dataclasses.field(default_factory=dict)  # policy -> cycles (typical)
     syncs: dict[str, int] = dataclasses.field(default_factory=dict)
     live_ns: dict[str, int] = dataclasses.field(default_factory=dict)  # guest state live in the host
+    ist_off_ns: dict[str, int] = dataclasses.field(default_factory=dict)  # host time with IST off
     causes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # policy -> cause -> n
     sync_events: dict[str, int] = dataclasses.field(default_factory=dict)  # the analysis's, vCPU threads
     events: dict[str, int] = dataclasses.field(default_factory=dict)  # SYNC_EVENTS, every task
@@ -55,7 +56,8 @@ def totals_of(report, events: dict[str, int]) -> Totals:
     return Totals(
         exits=int(report.summary.get("exits", 0)), by_reason=_pairs(report.latency, "reason", "exits"),
         by_vcpu=by_vcpu, saved=_pairs(pol, "policy", "saved_cycles_typical"), syncs=_pairs(pol, "policy", "syncs"),
-        live_ns=_pairs(pol, "policy", "guest_state_live_ns"), causes=causes,
+        live_ns=_pairs(pol, "policy", "guest_state_live_ns"), ist_off_ns=_pairs(pol, "policy", "ist_off_ns"),
+        causes=causes,
         sync_events=dict(report.summary.get("sync_events") or {}), events=dict(events))
 
 
@@ -68,6 +70,7 @@ def delta(cur: Totals, prev: Totals) -> Totals:
         exits=cur.exits - prev.exits, by_reason=_sub(cur.by_reason, prev.by_reason),
         by_vcpu=_sub(cur.by_vcpu, prev.by_vcpu), saved=_sub(cur.saved, prev.saved),
         syncs=_sub(cur.syncs, prev.syncs), live_ns=_sub(cur.live_ns, prev.live_ns),
+        ist_off_ns=_sub(cur.ist_off_ns, prev.ist_off_ns),
         causes={p: _sub(c, prev.causes.get(p, {})) for p, c in cur.causes.items()},
         sync_events=_sub(cur.sync_events, prev.sync_events), events=_sub(cur.events, prev.events))
 
