@@ -86,7 +86,8 @@ def test_time_windows_tile_the_trace():
     wins = list(time_windows(t, span))
     assert wins[-1].last and not any(w.last for w in wins[:-1])
     assert [w.lo_ts for w in wins[1:]] == [w.hi_ts for w in wins[:-1]]
-    assert all(w.hi_ts - w.lo_ts == span for w in wins)
+    assert all(w.hi_ts - w.lo_ts == span for w in wins[:-1])
+    assert 0 < wins[-1].hi_ts - wins[-1].lo_ts <= span and wins[-1].hi_ts == t.meta.last_ts + 1
     full = [w.trace for w in wins if w.trace is not None]
     assert sum(len(x) for x in full) == len(t)
     for w in wins:
@@ -108,7 +109,7 @@ def test_time_windows_keep_a_quiet_stretch():
     wins = list(time_windows(t, span))
     assert any(w.trace is None for w in wins)
     assert sum(w.events for w in wins) == len(t)
-    assert wins[0].lo_ts == int(ts[0]) and wins[-1].hi_ts > int(ts[-1])
+    assert wins[0].lo_ts == int(ts[0]) and wins[-1].hi_ts == int(ts.max()) + 1
 
 
 def test_window_rows_outside_the_window_are_refused():

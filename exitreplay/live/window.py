@@ -62,7 +62,8 @@ def window_meta(meta: TraceMeta, dropped) -> TraceMeta:
 
 
 def time_windows(trace: Trace, span: int) -> Iterator[Window]:
-    """The trace cut every `span` clock units from its first event: [first + k*span, first + (k+1)*span).
+    """The trace cut every `span` clock units from its first event: [first + k*span, first + (k+1)*span),
+    the last one ending just after the last event.
 
     Cut on the running maximum of ts (the readers' merge order lets a CPU's clock step back a
     little behind another's), so every window is a run of consecutive rows. Empty intervals
@@ -78,6 +79,7 @@ def time_windows(trace: Trace, span: int) -> Iterator[Window]:
         raise UsageError(f"{trace.meta.path}: {count:,} frames of {span / 1e9:g} s for its "
                          f"{(last - first) / 1e9:g} s: give a longer --interval (or a higher --speed)")
     edges = first + span * np.arange(count + 1, dtype=np.int64)
+    edges[-1] = last + 1  # the last interval ends with the trace: its rates are over its own time
     cuts = np.searchsorted(ts, edges, side="left")
     cuts[-1] = n
     tables = {name: trace.table(name) for name in trace.event_names}
