@@ -31,7 +31,6 @@ class Watcher:
         self.prev = Totals()
         self.events: collections.Counter = collections.Counter()
         self.first_ts: int | None = None
-        self.fed = 0
         self.report = None
 
     def step(self, w: Window) -> Frame | None:
@@ -40,7 +39,6 @@ class Watcher:
             self.first_ts = w.lo_ts
         if w.trace is not None:
             self.sa.feed(w.trace)
-            self.fed += 1
             counts = w.event_counts
             self.events.update({k: counts.get(k, 0) for k in SYNC_EVENTS if k in counts})
             self.report = self.sa.report()

@@ -137,10 +137,10 @@ class TracefsSource:
                 lo = first if lo is None else lo
                 yield Window(trace, lo, max(bound, lo))
                 lo = max(bound, lo)
-        trace = dec.take(None)
-        hi = (dec.max_key + 1) if dec.max_key is not None else (lo or 0)
-        yield Window(trace, lo if lo is not None else (int(trace.events.column("ts")[0].as_py()) if trace else 0),
-                     hi, last=True)
+        trace = dec.take(None)  # stopped: every event the readers drained, held back or not
+        if lo is None:
+            lo = int(trace.events.column("ts")[0].as_py()) if trace is not None else 0
+        yield Window(trace, lo, dec.max_key + 1 if dec.max_key is not None else lo, last=True)
 
 
 def vcpu_thread_of(pid: int, proc: Path = Path("/proc")) -> int:
