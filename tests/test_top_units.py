@@ -163,3 +163,35 @@ def test_live_pid_of_a_qemu_process_becomes_its_first_vcpu_thread(tmp_path):
     (tmp_path / "600" / "task" / "600").mkdir(parents=True)
     (tmp_path / "600" / "task" / "600" / "comm").write_text("python3\n")
     assert vcpu_thread_of(600, tmp_path) == 600  # a process without vCPU threads named by QEMU
+
+
+def test_a_screen_that_falls_behind_catches_up_in_one_frame():
+    """Windows waiting while a report is made are folded into the next frame (catch_up), and the
+    frames still add up to the whole trace; without catch_up every window is a frame."""
+    import time
+
+    from exitreplay.analysis import analyze
+    from exitreplay.live.keys import Keys
+    from exitreplay.live.session import StopFlag, Watcher, run
+    from exitreplay.live.sources import ReplaySource
+
+    path = str(SAMPLES / "svm-mixed.v7zstd.dat")
+    n_windows = sum(1 for _ in ReplaySource(path, 0.005, 0).windows())
+
+    class SlowFirst(Watcher):
+        calls = 0
+
+        def step(self, *ws):
+            self.calls += 1
+            if self.calls == 1:
+                time.sleep(0.5)  # the source fills the queue meanwhile
+            return super().step(*ws)
+
+    for catch_up in (True, False):
+        frames = []
+        w = SlowFirst()
+        run(ReplaySource(path, 0.005, 0), w, lambda f, _s: frames.append(f), Keys(None), StopFlag(),
+            catch_up=catch_up)
+        shown = list({id(f): f for f in frames if f is not None}.values())
+        assert sum(f.delta.exits for f in shown) == analyze(path).summary["exits"]
+        assert (len(shown) < n_windows) if catch_up else (len(shown) == n_windows)

@@ -110,5 +110,5 @@ def _screen(source, watcher: Watcher, stop: StopFlag, is_replay: bool) -> None:
         def show(frame, status: str) -> None:
             live.update(screen(frame, status), refresh=True)
 
-        run(source, watcher, show, keys, stop, on_key=st.key, wait_at_end=is_replay)
+        run(source, watcher, show, keys, stop, on_key=st.key, wait_at_end=is_replay, catch_up=True)
 

@@ -33,20 +33,25 @@ class Watcher:
         self.first_ts: int | None = None
         self.report = None
 
-    def step(self, w: Window) -> Frame | None:
-        """Feed one window; the interval's Frame (None until the first events)."""
-        if self.first_ts is None and w.trace is not None:
-            self.first_ts = w.lo_ts
-        if w.trace is not None:
-            self.sa.feed(w.trace)
-            counts = w.event_counts
-            self.events.update({k: counts.get(k, 0) for k in SYNC_EVENTS if k in counts})
+    def step(self, *ws: Window) -> Frame | None:
+        """Feed consecutive windows; the Frame of the time they cover together (None until the
+        first events). One report for all of them: a screen that fell behind catches up."""
+        fed = False
+        for w in ws:
+            if self.first_ts is None and w.trace is not None:
+                self.first_ts = w.lo_ts
+            if w.trace is not None:
+                self.sa.feed(w.trace)
+                counts = w.event_counts
+                self.events.update({k: counts.get(k, 0) for k in SYNC_EVENTS if k in counts})
+                fed = True
+        if fed:
             self.report = self.sa.report()
         if self.report is None:
             return None
-        cur = totals_of(self.report, self.events) if w.trace is not None else self.prev
-        f = frame_of(self.report, cur, self.prev, (w.hi_ts - self.first_ts) / 1e9, (w.hi_ts - w.lo_ts) / 1e9,
-                     w.lo_ts, w.hi_ts)
+        lo, hi = ws[0].lo_ts, ws[-1].hi_ts
+        cur = totals_of(self.report, self.events) if fed else self.prev
+        f = frame_of(self.report, cur, self.prev, (hi - self.first_ts) / 1e9, (hi - lo) / 1e9, lo, hi)
         self.prev = cur
         return f
 
@@ -90,15 +95,18 @@ def _produce(source, out: queue.Queue) -> None:
 
 
 def run(source, watcher: Watcher, show: Callable[[Frame | None, str], None], keys, stop: StopFlag,
-        on_key: Callable[[str], bool] = lambda k: False, wait_at_end: bool = False, drain: bool = False) -> str:
+        on_key: Callable[[str], bool] = lambda k: False, wait_at_end: bool = False, drain: bool = False,
+        catch_up: bool = False) -> str:
     """Show a frame per window until the source ends (with wait_at_end: until q or a signal), q
     or a signal; the reason. drain: after a stop, the windows the source still gives (a live
-    source's last pages) are shown too, so the totals hold every event recorded."""
+    source's last pages) are shown too, so the totals hold every event recorded. catch_up: the
+    windows already waiting make one frame (a screen shows now, not a backlog; a log keeps one
+    line per interval)."""
     q: queue.Queue = queue.Queue(maxsize=4)
     producer = threading.Thread(target=_produce, args=(source, q), daemon=True, name="top source")
     producer.start()
     try:
-        return _loop(source, watcher, show, keys, stop, on_key, wait_at_end, drain, q)
+        return _loop(source, watcher, show, keys, stop, on_key, wait_at_end, drain, catch_up, q)
     finally:
         source.stop()
         _discard(q, producer)
@@ -114,18 +122,19 @@ def _discard(q: queue.Queue, producer: threading.Thread, timeout: float = 5.0) -
         producer.join(TICK)
 
 
-def _loop(source, watcher, show, keys, stop, on_key, wait_at_end, drain, q) -> str:
+def _loop(source, watcher, show, keys, stop, on_key, wait_at_end, drain, catch_up, q) -> str:
     frame: Frame | None = None
     status = ""
+    held = None  # what ended a catch-up run of windows, to handle next
     while True:
         if stop.event.is_set():
             source.stop()
             if not drain or status == "ended":
                 return stop.reason or "stopped"
-        try:
-            item = q.get(timeout=TICK / 2)
-        except queue.Empty:
-            item = None
+        item, held = held, None
+        if item is None:
+            with contextlib.suppress(queue.Empty):
+                item = q.get(timeout=TICK / 2)
         if item is _END:
             status = "ended"
             if not wait_at_end or stop.event.is_set():
@@ -134,13 +143,28 @@ def _loop(source, watcher, show, keys, stop, on_key, wait_at_end, drain, q) -> s
         elif isinstance(item, BaseException):
             raise item
         elif isinstance(item, Window):
-            frame = watcher.step(item) or frame
-            show(frame, "ended" if item.last and wait_at_end else status)
+            run_of, held = _waiting(q, item) if catch_up else ([item], None)
+            frame = watcher.step(*run_of) or frame
+            show(frame, "ended" if run_of[-1].last and wait_at_end else status)
         for k in _pending(keys):
             if k in ("q", "Q"):
                 stop.set("q")
             elif on_key(k):
                 show(frame, status)
+
+
+def _waiting(q: queue.Queue, first: Window) -> tuple[list[Window], object]:
+    """`first` and the windows queued behind it; and what stopped the run (the end, an error)."""
+    run_of = [first]
+    while not run_of[-1].last:
+        try:
+            nxt = q.get_nowait()
+        except queue.Empty:
+            return run_of, None
+        if not isinstance(nxt, Window):
+            return run_of, nxt
+        run_of.append(nxt)
+    return run_of, None
 
 
 def _pending(keys) -> Iterator[str]:
