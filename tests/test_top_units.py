@@ -188,10 +188,9 @@ def test_a_screen_that_falls_behind_catches_up_in_one_frame():
             return super().step(*ws)
 
     for catch_up in (True, False):
-        frames = []
-        w = SlowFirst()
-        run(ReplaySource(path, 0.005, 0), w, lambda f, _s: frames.append(f), Keys(None), StopFlag(),
-            catch_up=catch_up)
+        frames: list = []
+        run(ReplaySource(path, 0.005, 0), SlowFirst(), lambda f, _s, out=frames: out.append(f), Keys(None),
+            StopFlag(), catch_up=catch_up)
         shown = list({id(f): f for f in frames if f is not None}.values())
         assert sum(f.delta.exits for f in shown) == analyze(path).summary["exits"]
         assert (len(shown) < n_windows) if catch_up else (len(shown) == n_windows)
