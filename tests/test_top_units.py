@@ -62,7 +62,7 @@ def test_live_page_decoder_equals_read_trace(tmp_path, make):
         path = tmp_path / "s.dat"
         synthesize("mixed", path, vcpus=2, seconds=0.01, isa=make[-3:], seed=11)
     else:
-        path = SAMPLES / make
+        path = SAMPLES / make if "/" not in make else make
     whole = exitreplay.read_trace(path)
     wins = live_windows(path, tmp_path, pages_per_add=3, seed=1)
     assert len(wins) > 3
@@ -76,8 +76,10 @@ def test_live_page_decoder_equals_read_trace(tmp_path, make):
     assert back.event_names == whole.event_names
     for name in whole.event_names:
         assert same_table(back.table(name), whole.table(name)), name
-    assert [(d.cpu, d.ts, d.count, d.row) for d in back.meta.dropped] == \
-        [(d.cpu, d.ts, d.count, d.row) for d in whole.meta.dropped]
+    # The losses, each at the row of the event after it (read_trace lists them by time, windows
+    # in their own order).
+    assert sorted((d.ts, d.cpu, d.count or -1, d.row) for d in back.meta.dropped) == \
+        sorted((d.ts, d.cpu, d.count or -1, d.row) for d in whole.meta.dropped)
 
 
 def test_time_windows_tile_the_trace():

@@ -35,7 +35,8 @@ def json_record(f: Frame) -> dict[str, Any]:
         "saved_cycles": {k: _num(v) for k, v in d.saved.items()},
         "syncs": d.syncs, "guest_state_live_ns": d.live_ns, "ist_off_ns": d.ist_off_ns,
         "sync_causes": d.causes,
-        "sync_events": d.sync_events, "events": d.events,
+        "sync_events": d.sync_events, "events": d.events, "lost_events": d.lost,
+        "lost_uncounted": d.lost_uncounted,
     }
 
 
@@ -52,7 +53,8 @@ class CsvLines:
     @staticmethod
     def values(f: Frame) -> dict[str, Any]:
         d = f.delta
-        row: dict[str, Any] = {"t_s": round(f.t_s, 9), "span_s": round(f.span_s, 9), "exits": d.exits}
+        row: dict[str, Any] = {"t_s": round(f.t_s, 9), "span_s": round(f.span_s, 9), "exits": d.exits,
+                               "lost_events": d.lost, "lost_uncounted": d.lost_uncounted}
         row.update({f"exits:{k}": v for k, v in d.by_reason.items()})
         row.update({f"saved_cycles:{k}": _num(v) for k, v in d.saved.items()})
         row.update({f"syncs:{k}": v for k, v in d.syncs.items()})

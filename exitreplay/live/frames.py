@@ -36,6 +36,8 @@ class Totals:
     causes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # policy -> cause -> n
     sync_events: dict[str, int] = dataclasses.field(default_factory=dict)  # the analysis's, vCPU threads
     events: dict[str, int] = dataclasses.field(default_factory=dict)  # SYNC_EVENTS, every task
+    lost: int = 0  # events the ring buffer lost, where a page counted them
+    lost_uncounted: int = 0  # losses a page marked without counting them
 
 
 def _pairs(df, key: str, value: str) -> dict:
@@ -44,8 +46,9 @@ def _pairs(df, key: str, value: str) -> dict:
     return dict(zip(df[key].to_list(), df[value].to_list()))
 
 
-def totals_of(report, events: dict[str, int]) -> Totals:
-    """The counters of `report`, with `events` (SYNC_EVENTS counted over the windows so far)."""
+def totals_of(report, events: dict[str, int], lost: tuple[int, int] = (0, 0)) -> Totals:
+    """The counters of `report`, with `events` (SYNC_EVENTS counted over the windows so far) and
+    `lost` (events lost where counted, losses not counted: in the windows so far)."""
     pol = report.policies
     vc = report.latency_vcpu
     by_vcpu = ({f"{vm}/{v}": n for vm, v, n in zip(vc["vm"].to_list(), vc["vcpu"].to_list(), vc["exits"].to_list())}
@@ -58,7 +61,8 @@ def totals_of(report, events: dict[str, int]) -> Totals:
         by_vcpu=by_vcpu, saved=_pairs(pol, "policy", "saved_cycles_typical"), syncs=_pairs(pol, "policy", "syncs"),
         live_ns=_pairs(pol, "policy", "guest_state_live_ns"), ist_off_ns=_pairs(pol, "policy", "ist_off_ns"),
         causes=causes,
-        sync_events=dict(report.summary.get("sync_events") or {}), events=dict(events))
+        sync_events=dict(report.summary.get("sync_events") or {}), events=dict(events), lost=lost[0],
+        lost_uncounted=lost[1])
 
 
 def _sub(a: dict, b: dict) -> dict:
@@ -72,7 +76,8 @@ def delta(cur: Totals, prev: Totals) -> Totals:
         syncs=_sub(cur.syncs, prev.syncs), live_ns=_sub(cur.live_ns, prev.live_ns),
         ist_off_ns=_sub(cur.ist_off_ns, prev.ist_off_ns),
         causes={p: _sub(c, prev.causes.get(p, {})) for p, c in cur.causes.items()},
-        sync_events=_sub(cur.sync_events, prev.sync_events), events=_sub(cur.events, prev.events))
+        sync_events=_sub(cur.sync_events, prev.sync_events), events=_sub(cur.events, prev.events),
+        lost=cur.lost - prev.lost, lost_uncounted=cur.lost_uncounted - prev.lost_uncounted)
 
 
 @dataclasses.dataclass

@@ -31,6 +31,7 @@ class Watcher:
         self.prev = Totals()
         self.events: collections.Counter = collections.Counter()
         self.first_ts: int | None = None
+        self.lost = (0, 0)  # events lost where counted, losses not counted: in the windows fed
         self.report = None
 
     def step(self, *ws: Window) -> Frame | None:
@@ -44,13 +45,16 @@ class Watcher:
                 self.sa.feed(w.trace)
                 counts = w.event_counts
                 self.events.update({k: counts.get(k, 0) for k in SYNC_EVENTS if k in counts})
+                dropped = w.trace.meta.dropped
+                self.lost = (self.lost[0] + sum(d.count or 0 for d in dropped),
+                             self.lost[1] + sum(d.count is None for d in dropped))
                 fed = True
         if fed:
             self.report = self.sa.report()
         if self.report is None:
             return None
         lo, hi = ws[0].lo_ts, ws[-1].hi_ts
-        cur = totals_of(self.report, self.events) if fed else self.prev
+        cur = totals_of(self.report, self.events, self.lost) if fed else self.prev
         f = frame_of(self.report, cur, self.prev, (hi - self.first_ts) / 1e9, (hi - lo) / 1e9, lo, hi)
         self.prev = cur
         return f

@@ -164,6 +164,8 @@ def header(f: Frame | None, st: ViewState, width: int) -> Text:
         line2 = (f"{si(f.rate(f.delta.exits))} exits/s · {f.total.exits:,} exits · {_n(f.vcpus, 'vCPU')} in {_n(f.vms, 'VM')}"
                  f" · {f.isa or '?'} · {f.cost} {f.cpu_mhz:g} MHz"
                  + (" · p50/p99 so far" if f.latency_scope != "frame" else ""))
+    if f.total.lost or f.total.lost_uncounted:  # first, so a narrow terminal does not cut it off
+        line2 = f"lost {f.total.lost:,}{'+' if f.total.lost_uncounted else ''} events · " + line2
     return Text("\n".join(_cut(x, width) for x in (line1, line2)))
 
 
