@@ -126,6 +126,11 @@ class PageDecoder:
         dropped = self._dropped(qs, cuts, merged, cols["ts"])
         for q, n in zip(qs, cuts):
             q.drop(n, self.page_size)
+        if bound is None:  # the end: losses after a CPU's last event (no row follows them)
+            last = int(cols["ts"][-1])
+            dropped += [Dropped(q.cpu, last, mi.count, None) for q in qs for mi in q.missed]
+            for q in qs:
+                q.missed.clear()
         trace = self._trace(RawWindow(self.rows, data, cols, flags_ok), dropped)
         self.rows += m
         return trace
