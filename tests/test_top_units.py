@@ -178,7 +178,7 @@ def test_a_screen_that_falls_behind_catches_up_in_one_frame():
     from exitreplay.live.sources import ReplaySource
 
     path = str(SAMPLES / "svm-mixed.v7zstd.dat")
-    n_windows = sum(1 for _ in ReplaySource(path, 0.005, 0).windows())
+    n_windows = sum(1 for _ in ReplaySource(path, 0.005, 0).frames())
 
     class SlowFirst(Watcher):
         calls = 0
@@ -196,3 +196,65 @@ def test_a_screen_that_falls_behind_catches_up_in_one_frame():
         shown = list({id(f): f for f in frames if f is not None}.values())
         assert sum(f.delta.exits for f in shown) == analyze(path).summary["exits"]
         assert (len(shown) < n_windows) if catch_up else (len(shown) == n_windows)
+
+
+def event_windows(trace, n: int):
+    """The trace as windows of n events with its rows (as a streaming reader gives them)."""
+    from exitreplay.live.window import slice_rows
+
+    for a in range(0, len(trace), n):
+        yield slice_rows(trace, a, min(a + n, len(trace)))
+
+
+@pytest.mark.parametrize("n", [1, 97, 1000, 10**9])
+def test_time_frames_of_a_stream_equal_those_of_the_whole_trace(n):
+    """Cut by time, a stream of event windows gives the frames the whole trace gives: each frame's
+    pieces, concatenated, are that interval's rows, whatever the windows' size."""
+    from exitreplay.live.window import time_frames
+
+    t = exitreplay.read_trace(SAMPLES / "vmx-mixed.v6.dat")
+    span = t.meta.duration_ns // 9
+    whole = list(time_frames([t], span))
+    streamed = list(time_frames(event_windows(t, n), span))
+    assert len(streamed) == len(whole) >= 9
+    for a, b in zip(whole, streamed):
+        assert {(w.lo_ts, w.hi_ts, w.last) for w in a} == {(w.lo_ts, w.hi_ts, w.last) for w in b}
+        pa_ = [w.trace for w in a if w.trace is not None]
+        pb = [w.trace for w in b if w.trace is not None]
+        assert sum(len(x) for x in pa_) == sum(len(x) for x in pb)
+        assert pieces(pa_) == pieces(pb)
+
+
+def pieces(traces) -> tuple:
+    """The events and each event's table of consecutive window pieces, concatenated."""
+    if not traces:
+        return ()
+    names = sorted({n for t in traces for n in t.event_names})
+    return (pa.concat_tables([t.events for t in traces]).to_pylist(),
+            {n: pa.concat_tables([t.table(n) for t in traces if t.has(n)]).to_pylist() for n in names})
+
+
+def test_time_frames_of_the_librarys_stream_if_it_has_one():
+    windows = pytest.importorskip("exitreplay.windows", reason="exitreplay.windows (iter_windows) not here yet")
+    from exitreplay.live.window import time_frames
+
+    path = SAMPLES / "svm-mixed.v7zstd.dat"
+    t = exitreplay.read_trace(path)
+    span = t.meta.duration_ns // 5
+    whole = [sum(w.events for w in f) for f in time_frames([t], span)]
+    streamed = [sum(w.events for w in f) for f in time_frames(windows.iter_windows(path, window_events=500), span)]
+    assert streamed == whole
+
+
+def test_frames_outlive_their_file():
+    """The frames of a replay are analysed after its reader may have closed the file: they hold
+    their tables (a frame holding a lazy table would fail with 'the trace is closed')."""
+    from exitreplay.analysis import analyze
+    from exitreplay.live.session import Watcher
+    from exitreplay.live.sources import ReplaySource
+
+    path = str(SAMPLES / "svm-mixed.v7zstd.dat")
+    frames = list(ReplaySource(path, 1.0, 0).frames())  # one frame, the file closed after it
+    assert len(frames) == 1
+    f = Watcher().step(*frames[0])
+    assert f.total.exits == analyze(path).summary["exits"]

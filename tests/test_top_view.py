@@ -15,7 +15,7 @@ from exitreplay.live.sources import ReplaySource
 def frames(name: str, interval: float) -> list:
     src = ReplaySource(str(SAMPLES / name), interval, 0)
     w = Watcher()
-    return [f for f in (w.step(x) for x in src.windows()) if f is not None]
+    return [f for f in (w.step(*x) for x in src.frames()) if f is not None]
 
 
 def screen(frame, st: view.ViewState, width: int, height: int) -> list[str]:

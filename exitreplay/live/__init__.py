@@ -11,7 +11,7 @@ from __future__ import annotations
 from .frames import Frame, Totals
 from .session import Watcher, run
 from .sources import ReplaySource, TracefsSource
-from .window import Window, WindowTrace, time_windows
+from .window import Window, WindowTrace, time_frames, time_windows
 
 __all__ = ["Frame", "ReplaySource", "Totals", "TracefsSource", "Watcher", "Window", "WindowTrace", "run",
-           "time_windows"]
+           "time_frames", "time_windows"]

@@ -23,9 +23,9 @@ from ..formats.ringbuffer import Missed, decode_pages
 from ..formats.tracedat import Decoder, Part, merge_key
 from ..formats.tracedat_file import TraceDatFile
 from ..record.pipes import POLL_MS
-from ..trace import Dropped, TraceMeta
+from ..trace import Dropped, Trace, TraceMeta
 from .comms import Comms
-from .window import WindowTrace
+from .window import window_trace
 
 HOLD_NS = 3 * POLL_MS * 1_000_000
 
@@ -100,7 +100,7 @@ class PageDecoder:
         """Events below this key can be emitted now (None: nothing seen yet)."""
         return None if self.max_key is None else self.max_key - HOLD_NS
 
-    def take(self, bound: int | None) -> WindowTrace | None:
+    def take(self, bound: int | None) -> Trace | None:
         """The pending events with key < bound (every one when bound is None), merged."""
         qs = [self.cpus[c] for c in sorted(self.cpus)]
         cuts = [q.cut(bound) for q in qs]
@@ -148,7 +148,7 @@ class PageDecoder:
                 del q.missed[:k]
         return out
 
-    def _trace(self, w: RawWindow, dropped: list[Dropped]) -> WindowTrace:
+    def _trace(self, w: RawWindow, dropped: list[Dropped]) -> Trace:
         code, _ = self.names.codes(w.type_id)
         events = pa.Table.from_batches([_events_batch(w, code, self.names, self.comms.dictionary())])
         tables = {}
@@ -161,4 +161,4 @@ class PageDecoder:
         meta = TraceMeta(path=self.label, source_format="trace.dat", version=tdf.version, compression="none",
                          cpus=tdf.cpus, clock=tdf.trace_clock, page_size=self.page_size, endian=tdf.endian,
                          long_size=tdf.long_size, dropped=dropped, warnings=list(self.warnings))
-        return WindowTrace(events, tables, meta, w.row_base)
+        return window_trace(events, tables, meta, w.row_base)

@@ -1,7 +1,7 @@
 """`exitreplay top`: windows in, the streaming analysis folded over them, a frame per interval out.
 
 The source runs in a thread of its own (a paced replay sleeps, a live one waits for pages) and
-hands windows over a queue; the main thread feeds them to `pipeline.StreamAnalysis`, turns each
+hands its frames (an interval's windows) over a queue; the main thread feeds them to `pipeline.StreamAnalysis`, turns each
 report into a Frame and shows it, and reads keys in between. SIGINT, SIGTERM and SIGHUP only set
 a flag (as `record` does), so the way out always stops the source, which for a live one puts
 the host's tracing back as it was.
@@ -91,8 +91,8 @@ _END = object()
 
 def _produce(source, out: queue.Queue) -> None:
     try:
-        for w in source.windows():
-            out.put(w)
+        for frame in source.frames():
+            out.put(frame)
     except BaseException as exc:  # noqa: BLE001 (raised again in the main thread)
         out.put(exc)
     out.put(_END)
@@ -101,10 +101,10 @@ def _produce(source, out: queue.Queue) -> None:
 def run(source, watcher: Watcher, show: Callable[[Frame | None, str], None], keys, stop: StopFlag,
         on_key: Callable[[str], bool] = lambda k: False, wait_at_end: bool = False, drain: bool = False,
         catch_up: bool = False) -> str:
-    """Show a frame per window until the source ends (with wait_at_end: until q or a signal), q
-    or a signal; the reason. drain: after a stop, the windows the source still gives (a live
+    """Show a frame per interval until the source ends (with wait_at_end: until q or a signal), q
+    or a signal; the reason. drain: after a stop, the frames the source still gives (a live
     source's last pages) are shown too, so the totals hold every event recorded. catch_up: the
-    windows already waiting make one frame (a screen shows now, not a backlog; a log keeps one
+    frames already waiting are shown as one (a screen shows now, not a backlog; a log keeps one
     line per interval)."""
     q: queue.Queue = queue.Queue(maxsize=4)
     producer = threading.Thread(target=_produce, args=(source, q), daemon=True, name="top source")
@@ -146,8 +146,8 @@ def _loop(source, watcher, show, keys, stop, on_key, wait_at_end, drain, catch_u
             show(frame, status)
         elif isinstance(item, BaseException):
             raise item
-        elif isinstance(item, Window):
-            run_of, held = _waiting(q, item) if catch_up else ([item], None)
+        elif isinstance(item, list):
+            run_of, held = _waiting(q, item) if catch_up else (item, None)
             frame = watcher.step(*run_of) or frame
             show(frame, "ended" if run_of[-1].last and wait_at_end else status)
         for k in _pending(keys):
@@ -157,17 +157,18 @@ def _loop(source, watcher, show, keys, stop, on_key, wait_at_end, drain, catch_u
                 show(frame, status)
 
 
-def _waiting(q: queue.Queue, first: Window) -> tuple[list[Window], object]:
-    """`first` and the windows queued behind it; and what stopped the run (the end, an error)."""
-    run_of = [first]
+def _waiting(q: queue.Queue, first: list[Window]) -> tuple[list[Window], object]:
+    """The Windows of `first` and of the frames queued behind it; and what stopped the run (the
+    end, an error)."""
+    run_of = list(first)
     while not run_of[-1].last:
         try:
             nxt = q.get_nowait()
         except queue.Empty:
             return run_of, None
-        if not isinstance(nxt, Window):
+        if not isinstance(nxt, list):
             return run_of, nxt
-        run_of.append(nxt)
+        run_of += nxt
     return run_of, None
 
 

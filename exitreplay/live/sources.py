@@ -1,7 +1,7 @@
 """Where the windows come from: a recorded file replayed in time, or this host's tracefs live.
 
-Both give Windows in row order, each the events of one interval, and end with a Window whose
-`last` is set. `stop()` ends a source early (from any thread): the live one then stops tracing,
+Both give frames in row order, each the Windows of one interval (the pieces of the source's
+windows that fall in it), and end with a Window whose `last` is set. `stop()` ends a source early (from any thread): the live one then stops tracing,
 drains its readers and gives what they held.
 """
 from __future__ import annotations
@@ -19,16 +19,26 @@ import numpy as np
 
 from ..errors import UsageError
 from .holes import punch
-from .window import Window, time_windows
+from .window import Window, time_frames
+
+# Events per window read from a replayed file (exitreplay.windows): memory is bounded by it.
+REPLAY_WINDOW_EVENTS = 1 << 18
 
 
-def replay_windows(path: str, span: int) -> Iterator[Window]:
-    """The file's windows of `span` clock units. The file is read whole and cut here: an adapter
-    until the library streams a file in windows (then memory stays bounded by a window)."""
+def replay_frames(path: str, span: int) -> Iterator[list[Window]]:
+    """The file's frames of `span` clock units. Read a window at a time where the library can
+    (`exitreplay.windows.iter_windows`), else whole (`read_trace`), and cut by time."""
+    try:
+        from ..windows import iter_windows
+    except ImportError:
+        iter_windows = None
+    if iter_windows is not None:
+        yield from time_frames(iter_windows(path, window_events=REPLAY_WINDOW_EVENTS), span, path)
+        return
     from ..reader import read_trace
 
     with read_trace(path) as trace:
-        yield from time_windows(trace, span)
+        yield from time_frames([trace], span, path)
 
 
 class ReplaySource:
@@ -54,14 +64,14 @@ class ReplaySource:
     def stop(self) -> None:
         self._stop.set()
 
-    def windows(self) -> Iterator[Window]:
+    def frames(self) -> Iterator[list[Window]]:
         start = time.monotonic()
-        for k, w in enumerate(replay_windows(self.path, self.span)):
+        for k, frame in enumerate(replay_frames(self.path, self.span)):
             if self.speed:
                 self._stop.wait(max(0.0, start + (k + 1) * self.interval - time.monotonic()))
             if self._stop.is_set():
                 return
-            yield w
+            yield frame
 
 
 class TracefsSource:
@@ -118,7 +128,7 @@ class TracefsSource:
             self._stopped = True
         self.rec.stop()
 
-    def windows(self) -> Iterator[Window]:
+    def frames(self) -> Iterator[list[Window]]:
         dec = self.decoder
         lo = None
         read: dict[int, int] = {}  # bytes of each CPU's file read so far
@@ -135,12 +145,12 @@ class TracefsSource:
             if trace is not None or lo is not None:
                 first = int(trace.events.column("ts")[0].as_py()) if trace is not None else bound
                 lo = first if lo is None else lo
-                yield Window(trace, lo, max(bound, lo))
+                yield [Window(trace, lo, max(bound, lo))]
                 lo = max(bound, lo)
         trace = dec.take(None)  # stopped: every event the readers drained, held back or not
         if lo is None:
             lo = int(trace.events.column("ts")[0].as_py()) if trace is not None else 0
-        yield Window(trace, lo, dec.max_key + 1 if dec.max_key is not None else lo, last=True)
+        yield [Window(trace, lo, dec.max_key + 1 if dec.max_key is not None else lo, last=True)]
 
 
 def vcpu_thread_of(pid: int, proc: Path = Path("/proc")) -> int:
