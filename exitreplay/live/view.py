@@ -3,7 +3,7 @@
 Top to bottom: what is watched and when; exits/s by reason and by VM/vCPU side by side (p50 and
 p99 handling time of the frame's exits); each policy's saving per second against the baseline, its
 syncs per second and its exposure (share of the interval the guest's state stays live in the
-host); sync points by cause (the baseline's and the best policy's) beside the sync-point events
+host); sync points by cause (the baseline's and the best other policy's) beside the sync-point events
 seen; a key line. Rows beyond the terminal's height are cut, the busiest kept.
 """
 from __future__ import annotations
@@ -111,8 +111,9 @@ def _pct(f: Frame, ns: float) -> str:
 
 def causes_table(f: Frame, rows: int, width: int) -> Table:
     d = f.delta
-    best = max(d.saved, key=lambda p: (d.saved[p], p), default=None)
     base = f.baseline
+    # Beside the baseline: the policy that saves most against it (the least loss, if all lose).
+    best = max((p for p in d.saved if p != base), key=lambda p: (d.saved[p], p), default=None)
     name = width - 20
     t = _table(("sync cause", name, "left"), (_cut(base or "-", 8), 8, "right"), (_cut(best or "-", 8), 8, "right"))
     names = sorted((c for c in set(d.causes.get(base, {})) | set(d.causes.get(best, {}))
