@@ -1,10 +1,11 @@
 """The live screen: one Frame as rich renderables that fit the terminal (80 columns at most).
 
 Top to bottom: what is watched and when; exits/s by reason and by VM/vCPU side by side (p50 and
-p99 handling time of the frame's exits); each policy's saving per second against the baseline, its
-syncs per second and its exposure (share of the interval the guest's state stays live in the
-host); sync points by cause (the baseline's and the best other policy's) beside the sync-point events
-seen; a key line. Rows beyond the terminal's height are cut, the busiest kept.
+p99 handling time of the frame's exits); each policy's saving per second against the baseline,
+its syncs per second and its exposure (CPU time with the guest's state live in the host, and
+with IST off, as a share of the interval); sync points by cause (the baseline's and the best
+other policy's) beside the sync-point events seen; a key line. Rows beyond the terminal's height
+are cut, the busiest kept.
 """
 from __future__ import annotations
 
