@@ -3,7 +3,8 @@
 # python3 (which refuses `pip install` outside one: externally-managed-environment) works as it is.
 # The package is installed editable with its test extras; the user's pip is left as it is.
 # As root on Debian/Ubuntu it also installs the system tools the tests use: trace-cmd (the
-# independent oracle), chromium (HTML report rendering checks) and perf (perf.data input).
+# independent oracle), chromium (HTML report rendering checks), perf (perf.data input) and tmux
+# (drives `top` on a terminal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ need_apt=()
 command -v trace-cmd >/dev/null 2>&1 || need_apt+=(trace-cmd)
 command -v perf >/dev/null 2>&1 || need_apt+=(linux-perf)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
