@@ -210,6 +210,13 @@ class Filters:
             raise UsageError(f"no exits match {'; '.join(self.describe())}")
         return out
 
+    def explain_empty(self, threads: pl.DataFrame) -> None:
+        """Raise the error that says why a streamed selection came out empty, where one does."""
+        if self.vm is not None and not self._vm_ids(threads):
+            raise UsageError(f"--pid {self.vm}: no VM with that id or thread pid (VMs: {_vm_list(threads)})")
+        if self.vcpu is not None and threads.height and not threads.filter(pl.col("vcpu") == self.vcpu).height:
+            raise UsageError(f"--vcpu {self.vcpu}: no exits of that vCPU (VMs: {_vm_list(threads)})")
+
     def _select(self, ep: pl.DataFrame, threads: pl.DataFrame) -> pl.DataFrame:
         if ep.height == 0:
             return ep

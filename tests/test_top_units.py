@@ -17,7 +17,7 @@ from exitreplay.live.comms import Comms
 from exitreplay.live.holes import punch
 from exitreplay.live.pages import PageDecoder
 from exitreplay.live.window import time_windows
-from exitreplay.pipeline.stream import concat_windows
+from exitreplay.pipeline.view import concat_windows
 from exitreplay.synth import synthesize
 
 

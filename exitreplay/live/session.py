@@ -27,7 +27,7 @@ class Watcher:
     """The streaming analysis of one source and the last two reports' totals."""
 
     def __init__(self, **analysis):
-        self.sa = StreamAnalysis(**analysis)
+        self.sa = StreamAnalysis(recent_episodes=True, **analysis)
         self.prev = Totals()
         self.events: collections.Counter = collections.Counter()
         self.first_ts: int | None = None

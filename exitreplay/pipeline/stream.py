@@ -72,8 +72,9 @@ class StreamAnalysis:
         base = baseline if isinstance(baseline, Policy) else load_policy(baseline) if baseline else None
         # Every policy the Report may list is summed from the start: which ones it lists depends
         # on the ISA and on nested exits, known only at the end.
+        defaults = [load_policy(n) for n in DEFAULT_BASELINE.values()] if base is None else [base]
         self.all_policies = list({p.name: p for p in [*(builtin_policies() if not user else []), *user,
-                                                      *([base] if base else [])]}.values())
+                                                      *defaults]}.values())
 
     @property
     def done(self) -> bool:
@@ -312,6 +313,7 @@ class StreamAnalysis:
         if not exits and self.flt.active and (self.flt.vm is not None or self.flt.vcpu is not None or self.flt.per_exit):
             from ..errors import UsageError
 
+            self.flt.explain_empty(self.threads)
             raise UsageError(f"no exits match {'; '.join(self.flt.describe())}")
         warnings += [w for w in self.flt.warnings(self.threads) if w not in warnings]
         if exits:

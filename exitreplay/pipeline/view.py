@@ -34,3 +34,11 @@ def slices(trace: Trace, window_events: int) -> Iterator[Trace]:
     step = max(1, int(window_events))
     for lo in range(trace.row_base, trace.row_base + max(len(trace), 1), step):
         yield trace.slice_rows(lo, lo + step)
+
+
+def concat_windows(windows: list[Trace]) -> Trace:
+    """Adjacent windows back into one Trace (the file's rows kept)."""
+    out = None
+    for w in windows:
+        out = concat(out, w)
+    return out
