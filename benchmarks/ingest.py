@@ -122,7 +122,8 @@ def trace_cmd_best(path: str, repeat: int) -> tuple[float, float, int]:
         t0 = time.perf_counter()
         with open(os.devnull, "w") as null:
             p = subprocess.Popen(["trace-cmd", "report", "-i", path], stdout=subprocess.PIPE, stderr=null)
-            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: p.stdout.read(1 << 20), b""))
+            out = p.stdout
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda out=out: out.read(1 << 20), b""))
             _, _, usage = os.wait4(p.pid, 0)
         wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, usage.ru_utime + usage.ru_stime)
     return wall, cpu, lines - 1  # minus the cpus= header

@@ -21,10 +21,8 @@ import numpy as np
 from .eventformat import EventFormat, parse_format
 from .limits import MAX_EVENT_ID
 
-_MARK = b"\n\0"  # joins the texts: where no text holds a NUL, each mark is a text's start
-# Starts at the NUL: a regex scans for its first character, and the NUL is only in the marks.
-_KERNEL_HEAD = re.compile(r"\0name: ([^\n]*)\nID: ([0-9]{1,6})\n")
-_LINE_KEY = re.compile(r"\n[ \t]*(?:name|ID):")  # a line parse_format reads as a name or an id
+_KERNEL_HEAD = re.compile(rb"name: ([^\n]*)\nID: ([0-9]{1,6})\n")
+_LINE_KEY = re.compile(rb"\n[ \t]*(?:name|ID):")  # a line parse_format reads as a name or an id
 # Bytes that are line breaks or whitespace to str.splitlines()/strip() but not to the regexes.
 _ODD = [bytes([b]) for b in b"\r\x0b\x0c\x1c\x1d\x1e\x1f"]
 
@@ -59,25 +57,28 @@ def _key_lines(text: bytes, key: bytes) -> list[bytes]:
 
 
 def _heads(texts: list[bytes]) -> list[tuple[str, int] | None]:
-    """format_head of every text, in a few passes over them all. The kernel writes each text as
-    "name: X\nID: N\n..." (kernel/trace/trace_events.c, f_show); a text with another line that
-    starts with "name:" or "ID:", or with bytes the quick reading cannot vouch for, is read by
-    format_head alone."""
+    """format_head of every text. The kernel writes each text as "name: X\nID: N\n..."
+    (kernel/trace/trace_events.c, f_show): that head is matched at each text's start, and one
+    regex pass over all texts counts the lines parse_format would read as a name or an id; a text
+    with other such lines, or with bytes this reading cannot vouch for, is read by format_head."""
     n = len(texts)
-    raw = _MARK + _MARK.join(texts)
-    if not (_plain_ascii(raw) and raw.count(b"\0") == n):
-        return [format_head(t) for t in texts]
-    blob = raw.decode("ascii")
-    found = _KERNEL_HEAD.findall(blob)
-    if len(found) != n:  # some text is not in the kernel's form: one by one
-        return [format_head(t) for t in texts]
-    out: list[tuple[str, int] | None] = [(nm.strip(), int(i)) for nm, i in found]
-    redo = [i for i, (nm, t) in enumerate(out) if not nm or t > MAX_EVENT_ID]
-    if len(_LINE_KEY.findall(blob)) != n:  # each text's ID line is one; which have more?
-        starts = np.cumsum([0] + [len(t) + len(_MARK) for t in texts[:-1]])
-        at = np.searchsorted(starts, [m.start() for m in _LINE_KEY.finditer(blob)], side="right") - 1
-        redo += np.flatnonzero(np.bincount(at, minlength=n) != 1).tolist()
-    for i in redo:
+    blob = b"\n".join([b"", *texts])  # every text starts after a newline
+    if not _plain_ascii(blob):
+        return [format_head(t) if _plain_ascii(t) else None for t in texts]
+    out: list[tuple[str, int] | None] = []
+    redo = []
+    for i, m in enumerate(map(_KERNEL_HEAD.match, texts)):
+        name = m[1].strip() if m is not None else b""
+        if name and int(m[2]) <= MAX_EVENT_ID:
+            out.append((name.decode(), int(m[2])))
+        else:
+            out.append(None)
+            redo.append(i)
+    if len(_LINE_KEY.findall(blob)) != 2 * n:  # a head is two such lines; which texts have more?
+        starts = np.cumsum([1] + [len(t) + 1 for t in texts[:-1]])
+        at = np.searchsorted(starts, [m.start() + 1 for m in _LINE_KEY.finditer(blob)], side="right") - 1
+        redo += np.flatnonzero(np.bincount(at, minlength=n) != 2).tolist()
+    for i in set(redo):
         out[i] = format_head(texts[i])
     return out
 

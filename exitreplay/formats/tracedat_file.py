@@ -178,9 +178,12 @@ def _cmdlines_plain(text: str) -> tuple[dict[int, str], int] | None:
         return None
     pairs = _CMDLINE.findall(text)
     out = {int(p): c for p, c in pairs}  # a pid given twice: the later line wins, as line by line
-    big = [p for p, _ in pairs if int(p) > limits.MAX_PID]
+    big = [p for p, _ in pairs if int(p) > limits.MAX_PID] if max(out, default=0) > limits.MAX_PID else []
     for p in big:
         out.pop(int(p), None)
+    lines = text.count("\n") + (not text.endswith("\n"))
+    if len(pairs) == lines:  # every line a "pid comm" line
+        return out, len(big)
     # A line is bad when it holds something but is not a valid "pid comm" line.
     return out, len(_CONTENT_LINE.findall(text)) - len(pairs) + len(big)
 
