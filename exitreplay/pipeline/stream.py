@@ -389,7 +389,7 @@ class StreamAnalysis:
                  "vms": vv["vm"].n_unique() if exits else (self.threads["vm"].n_unique() if self.threads.height else 0),
                  "events": self.in_window if self.bounds is not None else self.events, "classes": dict(sorted(part.classes.items())),
                  "pairing": self._pairing(part, meta), "sync_events": dict(part.sync)}
-        extra = {"percentiles": "within 0.1% (rounded latencies)" if part.lat.rounded else "exact"}
+        extra = {"percentiles": "within 0.2% (latencies rounded to a 0.2% grid)" if part.lat.rounded else "exact"}
         return assemble(ctx, facts, results, lat, nested_rows, warnings, extra_summary=extra)
 
 
