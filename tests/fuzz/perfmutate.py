@@ -154,7 +154,7 @@ def model_mutation(m: PerfModel, rng: random.Random, mut, others: list[PerfModel
         bit = rng.choice(sorted(m.features))
         m.features[bit] = m.features[bit][: rng.randrange(len(m.features[bit]) + 1)]
     elif op == "tracing" and m.tracing is not None:
-        return "tracing:" + model_mutation_dat(m, rng, mut)
+        return "tracing:" + dat_model_mutation(m.tracing, rng, mut)  # its format and header texts
     elif op == "tracing_page_size" and m.tracing is not None:
         m.tracing.page_size = rng.choice([0, 1, 63, 64, 4095, 8192, 2**20 + 1, 2**32 - 1])
     elif op == "tracing_version":
@@ -166,11 +166,6 @@ def model_mutation(m: PerfModel, rng: random.Random, mut, others: list[PerfModel
     elif op == "compress":
         m.compress = rng.choice([0, 1, 5, 50])
     return op
-
-
-def model_mutation_dat(m: PerfModel, rng: random.Random, mut) -> str:
-    """A trace.dat model mutation of the tracing data's texts (formats, headers, cmdlines)."""
-    return dat_model_mutation(m.tracing, rng, mut)
 
 
 def _raw_size(m: PerfModel, rng: random.Random) -> None:
