@@ -275,8 +275,8 @@ def _page_mutation(model: DatModel, rng: random.Random, mut: Mutator) -> None:
     ps = model.page_size
     n = data.size // ps
     kind = rng.choice(["reverse", "dup", "cut", "zero", "foreign", "commit", "word"])
-    if kind == "reverse" and n > 1:
-        data = data.reshape(n, ps)[::-1].reshape(-1).copy()
+    if kind == "reverse" and n > 1:  # whole pages reversed; a part page (an earlier cut) stays last
+        data = np.concatenate([data[: n * ps].reshape(n, ps)[::-1].reshape(-1), data[n * ps:]])
     elif kind == "dup" and n:
         data = np.concatenate([data, data[:ps]])
     elif kind == "cut" and data.size:
