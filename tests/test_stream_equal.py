@@ -105,3 +105,13 @@ def test_rounded_percentiles_stay_within_their_bound(reports, monkeypatch):
         for col in ("p50_ns", "p90_ns", "p99_ns", "max_ns", "min_ns"):
             rel = ((b[col].cast(pl.Float64) - a[col]) / a[col]).abs().drop_nulls()
             assert rel.max() <= 0.002, (name, col, rel.max())
+
+
+@pytest.mark.parametrize("name", ["svm-nested.v7.dat", "svm-netio.v7zstd.dat", "vmx-mixed.v6.dat",
+                                  "svm-syscall-heavy-linux4.19.v6.dat"])
+def test_analyze_file_reads_only_what_it_needs(reports, name):
+    """analyze_file decodes only the event types the episodes read, and gives the same Report."""
+    from exitreplay.pipeline.stream import analyze_file
+
+    trace, whole = reports(ROOT / "sample_traces" / name)
+    assert_same_report(whole, analyze_file(ROOT / "sample_traces" / name, window_events=999), name)

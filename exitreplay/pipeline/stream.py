@@ -515,9 +515,11 @@ def finish(snap: Snapshot) -> Report:
 
 def analyze_file(path, *, window_events: int = 1_000_000, progress=None, **kw: Any) -> Report:
     """analyze() of a trace file window by window: memory bounded by the window."""
+    from ..episodes import NEEDED_EVENTS
     from ..windows import iter_windows
 
-    return analyze_windows(iter_windows(path, window_events=window_events, progress=progress), **kw)
+    windows = iter_windows(path, window_events=window_events, progress=progress, events=NEEDED_EVENTS)
+    return analyze_windows(windows, **kw)
 
 
 def analyze_windows(windows: Iterable[Trace], **kw: Any) -> Report:
