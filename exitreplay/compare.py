@@ -15,13 +15,11 @@ for a reason (`exits:hlt`, `share:hlt`, `p99_ns:hlt`) and `<policy>:<metric>` fo
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import polars as pl
 
 from . import cache as cache_mod
 from .callmodule import make_callable
+from .engines import Died, Engine, check_engine, make_engine
 from .errors import ExitReplayError, UsageError
 from .filters import Filters
 from .gate import Gate
@@ -254,34 +253,30 @@ def _check_options(policies, baseline, costs) -> None:
         load_costs(costs)
 
 
-def _analyze_all(todo, options, jobs, progress, done, total) -> dict[str, TraceResult]:
-    out: dict[str, TraceResult] = {}
+def _task(label: str, path: str, options: dict, key: str) -> bytes | TraceResult:
+    """Worker: one trace's result as the bytes of its cache entry (Arrow IPC: data, not objects),
+    or the result itself if it is not plain data."""
+    res = _summarize(label, path, options)
+    return cache_mod.pack(key, res) or res
 
-    def tick(res: TraceResult) -> None:
-        nonlocal done
-        out[res.label] = res
+
+def _analyze_all(todo, options, keys, engine, progress, done, total, keep) -> dict[str, TraceResult]:
+    """Each trace of `todo` on the engine; `keep(label, result, packed)` runs as each one arrives
+    (so an interrupted batch keeps what it finished)."""
+    out: dict[str, TraceResult] = {}
+    for i, got in engine.map_unordered(_task, [(lab, p, options, keys[lab]) for lab, p in todo]):
+        lab, p = todo[i]
+        packed = got if isinstance(got, bytes) else None
+        res = cache_mod.unpack(keys[lab], packed) if packed is not None else got
+        if isinstance(res, Died) or not isinstance(res, TraceResult):
+            why = res.why if isinstance(res, Died) else "its worker sent back no result"
+            res = TraceResult(lab, p, {}, {}, {}, [], [], error=f"{p}: {why}")
+        res.label, res.path = lab, p
+        out[lab] = res
+        keep(lab, res, packed)
         done += 1
         if progress:
             progress(done, total)
-
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-    if workers == 1:
-        for lab, p in todo:
-            tick(_summarize(lab, p, options))
-        return out
-    # spawn, not fork: forking a process whose Polars/Arrow thread pools are running can leave a
-    # child waiting forever on a lock held by a thread that was not copied.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futs = {pool.submit(_summarize, lab, p, options): (lab, p) for lab, p in todo}
-        for f in as_completed(futs):
-            lab, p = futs[f]
-            try:
-                res = f.result()
-            except BrokenProcessPool:
-                res = TraceResult(lab, p, {}, {}, {}, [], [],
-                                  error=f"{p}: the worker analyzing it died (out of memory?)")
-            tick(res)
     return out
 
 
@@ -358,11 +353,14 @@ def compare(traces: Sequence[tuple[str, str] | str | os.PathLike], *, policies: 
             baseline: str | None = None, costs: str | None = None, cpu_mhz: float | None = None,
             reference: str | None = None, gates: Sequence[Gate] = (), jobs: int | None = None,
             cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-            progress: Callable[[int, int], None] | None = None, filters: Filters | None = None) -> Comparison:
+            progress: Callable[[int, int], None] | None = None, filters: Filters | None = None,
+            engine: str | Engine = "local", address: str | None = None) -> Comparison:
     """Analyze every trace ((label, path) pairs, or paths, directories and globs), tabulate, and
     compare each with the reference (default: the first trace that could be read and has exits).
     filters (window, VM, vCPU, host CPUs, reasons) apply to every trace. Traces that fail are
-    listed in `errors`; if all fail, or the reference does, it raises."""
+    listed in `errors`; if all fail, or the reference does, it raises. `engine`: "local" (a
+    process pool of `jobs`), "ray" (a local Ray instance, or the cluster at `address`) or an
+    Engine. Each result is cached as it arrives, so an interrupted run resumes where it stopped."""
     if not traces:
         raise UsageError("no traces to compare")
     plain = [os.fspath(t) for t in traces if not isinstance(t, tuple)]
@@ -377,6 +375,8 @@ def compare(traces: Sequence[tuple[str, str] | str | os.PathLike], *, policies: 
             raise UsageError(f"{p}: is a directory")
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if not isinstance(engine, Engine):
+        check_engine(engine, address)
     _check_options(policies, baseline, costs)
     options = {"policies": list(policies or []), "baseline": baseline, "costs": costs, "cpu_mhz": cpu_mhz}
     if filters is not None and filters.active:
@@ -395,11 +395,13 @@ def compare(traces: Sequence[tuple[str, str] | str | os.PathLike], *, policies: 
     if progress:
         progress(len(results), len(traces))
     if todo:
-        fresh = _analyze_all(todo, options, jobs, progress, len(results), len(traces))
-        results.update(fresh)
-        for lab, res in fresh.items():
+        def keep(lab: str, res: TraceResult, packed: bytes | None) -> None:
             if res.error is None and use_cache:
-                cache_mod.store(cdir, keys[lab], res)
+                cache_mod.store_bytes(cdir, keys[lab], packed or cache_mod.pack(keys[lab], res))
+
+        with contextlib.ExitStack() as stack:
+            eng = engine if isinstance(engine, Engine) else stack.enter_context(make_engine(engine, jobs, address))
+            results.update(_analyze_all(todo, options, keys, eng, progress, len(results), len(traces), keep))
     return tabulate([results[lab] for lab in labels], reference, gates)
 
 
