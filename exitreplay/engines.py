@@ -55,6 +55,10 @@ class Engine:
     def map_unordered(self, fn: Callable, tasks: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
         raise NotImplementedError
 
+    def share(self, value: Any) -> Any:
+        """`value` as an argument many tasks take (Ray stores it once; processes get copies)."""
+        return value
+
 
 class LocalEngine(Engine):
     """Processes on this machine (`jobs`, default the CPU count); one task, or one job, runs in
@@ -126,6 +130,9 @@ class RayEngine(Engine):
     @property
     def workers(self) -> int:
         return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+
+    def share(self, value: Any) -> Any:
+        return self.ray.put(value)  # a reference: Ray hands each task the stored value
 
     def close(self) -> None:
         if self.owned and self.ray.is_initialized():

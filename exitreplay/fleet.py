@@ -1,5 +1,12 @@
 """Fleets and huge traces: compare's per-trace rows as Parquet, and one trace split in time.
 
+`analyze_split` runs one trace.dat as N time ranges on an engine: the page index
+(`formats/pageindex.py`) gives cut times of about equal page counts; worker i builds a
+`StreamAnalysis` owning [t_i, t_i+1), feeds it a warm-up window before t_i (the state carried
+into the range: open exits, each CPU's task and loaded vCPU) and then its windows until it is
+`done` (every exit it owns has ended, which may be past t_i+1), and sends back its `partial()`;
+the driver merges the partials and finishes them into the Report one process would give.
+
 `write_rows` writes compare's table (one row per trace: label, path, cached, error, then every
 metric) to Parquet with fixed column types, so a fleet's summary is one file DuckDB or Polars
 query directly (`SELECT label, p99_ns FROM 'rows.parquet' ORDER BY p99_ns DESC`). A metric a
@@ -15,7 +22,13 @@ from pathlib import Path
 
 import polars as pl
 
-from .errors import UsageError
+from . import cache as cache_mod
+from .engines import Died, Engine
+from .errors import ExitReplayError, UsageError
+
+# Windows a worker reads at a time, and the warm-up before its range (trace clock, ns).
+WINDOW_NS = 50_000_000
+WARMUP_NS = 200_000_000
 
 ROW_KEYS = {"label": pl.Utf8, "path": pl.Utf8, "cached": pl.Boolean, "error": pl.Utf8}
 
@@ -51,3 +64,66 @@ def write_rows(cmp, path: str | os.PathLike) -> Path:
             os.unlink(tmp)
         raise UsageError(f"--rows-parquet {path}: cannot write it: {exc.strerror}") from None
     return path
+
+
+# -- one trace split in time ------------------------------------------------------------------------------
+def _wire_key(path: str, lo: int, hi: int) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"split\0{path}\0{lo}\0{hi}".encode()).hexdigest()
+
+
+def analyze_range(path: str, lo: int, hi: int, index, options: dict, window_ns: int, warmup_ns: int):
+    """Worker: the partial result of the exits with lo <= ts < hi, as Arrow IPC bytes when it is
+    plain data (else the partial itself)."""
+    from .formats.pageindex import TS_MIN, WindowReader
+    from .pipeline import StreamAnalysis
+
+    sa = StreamAnalysis(**options, own_ts=(lo, hi))
+    with WindowReader(path, index) as reader:
+        if lo != TS_MIN:
+            sa.feed(reader.read(max(TS_MIN, lo - warmup_ns), lo))
+        for window in reader.windows(lo, None, window_ns):
+            sa.feed(window)
+            if sa.done:
+                break
+    part = sa.partial()
+    return cache_mod.pack(_wire_key(path, lo, hi), part) or part
+
+
+def split_ranges(index, parts: int) -> list[tuple[int, int]]:
+    """`parts` consecutive [lo, hi) time ranges covering the trace (fewer when it has fewer pages)."""
+    cuts = index.cuts(parts)
+    return list(zip(cuts, cuts[1:]))
+
+
+def analyze_split(path: str | os.PathLike, engine: Engine, parts: int | None = None, *, policies=None,
+                  costs=None, baseline=None, filters=None, cpu_mhz=None, tsc_mhz=None,
+                  window_ns: int = WINDOW_NS, warmup_ns: int = WARMUP_NS):
+    """The Report of one trace.dat analysed as `parts` time ranges (default: one per worker) on
+    `engine`; equal to `analysis.analyze` of the whole trace."""
+    from .formats.detect import sniff
+    from .formats.pageindex import build_index
+    from .pipeline import finish, merge
+
+    path = os.fspath(path)
+    if sniff(path) != "trace.dat":
+        raise UsageError(f"{path}: splitting a trace in time needs a trace.dat (its pages are found by their "
+                         "time stamps); analyze this file without --engine/--split")
+    parts = parts or engine.workers
+    if parts < 1:
+        raise UsageError("--split must be at least 1")
+    index = build_index(path)
+    ranges = split_ranges(index, parts)
+    options = {"policies": policies, "costs": costs, "baseline": baseline, "filters": filters,
+               "cpu_mhz": cpu_mhz, "tsc_mhz": tsc_mhz}
+    shared = engine.share(index)
+    tasks = [(path, lo, hi, shared, options, window_ns, warmup_ns) for lo, hi in ranges]
+    partials: list = [None] * len(tasks)
+    for i, got in engine.map_unordered(analyze_range, tasks):
+        if isinstance(got, Died):
+            raise ExitReplayError(f"{path}: time range {i + 1} of {len(tasks)}: {got.why}")
+        partials[i] = cache_mod.unpack(_wire_key(path, *ranges[i]), got) if isinstance(got, bytes) else got
+        if partials[i] is None:
+            raise ExitReplayError(f"{path}: time range {i + 1} of {len(tasks)}: its worker sent back no result")
+    return finish(merge(partials))

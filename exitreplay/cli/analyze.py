@@ -16,9 +16,11 @@ from ..replay.policy import builtin_policies
 from ..views import KINDS, SORT_KEYS
 from . import app
 from .common import (
+    address_option,
     console,
     cpu_option,
     emit,
+    engine_option,
     filters,
     from_option,
     load,
@@ -26,6 +28,7 @@ from .common import (
     progress_bar,
     reason_option,
     say,
+    stage,
     to_option,
     vcpu_option,
 )
@@ -85,6 +88,11 @@ def analyze(
                               "exits_by_msr, episodes); csv to stdout defaults to policies."),
     output: Path = typer.Option(None, "-o", "--output", help="Write to this file (csv/parquet: directory)."),
     charts_dir: Path = typer.Option(None, "--charts", help="Also write every chart (PNG and HTML) here."),
+    engine: str = engine_option(), address: str = address_option(),
+    split: int = typer.Option(None, "--split", help="trace.dat: analyze it as N time ranges in parallel "
+                              "(default with --engine ray: one per worker); the same Report as one process."),
+    jobs: int = typer.Option(None, "--jobs", "-j", help="With --split: local processes, or a local Ray "
+                             "instance's CPUs (default: the CPU count)."),
 ) -> None:
     """Replay state-deferral policies on the trace's exits: what each saves against the baseline (µs per
     second of trace, % of a CPU, cycles per exit), what it exposes, and the exit-handling times.
@@ -94,9 +102,12 @@ def analyze(
     _check(fmt, event, key, limit, summary, detail, output, table)
     numbers = {"cpu_mhz": parse_number(cpu_mhz, "--cpu-mhz"), "tsc_mhz": parse_number(tsc_mhz, "--tsc-mhz")}
     flt = filters(pid, vcpu, cpu, reason, start, end)
-    tr = load(str(trace))
-    with progress_bar("replaying", PROGRESS_STEPS, len(tr) > PROGRESS_MIN_EVENTS, unit="steps") as cb:
-        report = run_analysis(tr, policy or None, cost_profile, baseline, progress=cb, filters=flt, **numbers)
+    if engine != "local" or split is not None:
+        report = _split(trace, engine, address, split, jobs, policy or None, cost_profile, baseline, flt, numbers)
+    else:
+        tr = load(str(trace))
+        with progress_bar("replaying", PROGRESS_STEPS, len(tr) > PROGRESS_MIN_EVENTS, unit="steps") as cb:
+            report = run_analysis(tr, policy or None, cost_profile, baseline, progress=cb, filters=flt, **numbers)
     view = {"mode": "summary" if summary else "detail" if detail else "default", "event": event, "key": key,
             "limit": limit}
     if fmt in ("csv", "parquet") and output is not None:
@@ -115,6 +126,22 @@ def analyze(
         if report.episodes.height == 0:
             raise UsageError("no exits in this trace: nothing to chart")
         write_charts(report, charts_dir, trace.name)
+
+
+def _split(trace: Path, engine: str, address: str | None, split: int | None, jobs: int | None, policies, costs,
+           baseline, flt, numbers: dict):
+    """analyze --engine/--split: the trace's time ranges on the engine, merged (fleet.py)."""
+    from ..engines import check_engine, make_engine
+    from ..fleet import analyze_split
+
+    check_engine(engine, address)
+    if split is not None and split < 1:
+        raise UsageError("--split must be at least 1")
+    if not trace.is_file():
+        raise UsageError(f"{trace}: no such file" if not trace.exists() else f"{trace}: is not a file")
+    with make_engine(engine, jobs, address) as eng, stage(f"analyzing {trace.name} on {eng.name}"):
+        return analyze_split(str(trace), eng, split, policies=policies, costs=costs, baseline=baseline,
+                             filters=flt, **numbers)
 
 
 def _check(fmt: str, event: str, key: str, limit: int | None, summary: bool, detail: bool, output: Path | None,
