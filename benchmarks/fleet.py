@@ -1,0 +1,93 @@
+"""Fleet: a 20-trace `compare` on the local process pool and on Ray, on this machine's cores.
+
+    python benchmarks/fleet.py [--dir /tmp/exitreplay-fleet] [--traces 20] [--seconds 0.2] [--jobs N]
+
+The traces are generated (five profiles, both ISAs, a seed each, so every trace is its own
+content) once into --dir and reused. Each engine runs the same compare with the cache off:
+in this process alone (one job), the local spawn pool (--jobs, default the CPU count) and a
+local Ray instance of as many CPUs. It prints wall time and traces/s for each, Ray's start-up
+separately (a cluster that is already up does not pay it), and checks that every engine gives
+the same table.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # the exitreplay of the tree this script is in
+
+PROFILES = ["netio", "idle", "cpu", "syscall-heavy", "mixed"]
+
+
+def make_traces(directory: str, n: int, seconds: float) -> list[str]:
+    from exitreplay.synth.synthesize import synthesize
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for i in range(n):
+        profile, isa = PROFILES[i % len(PROFILES)], ("svm", "vmx")[(i // len(PROFILES)) % 2]
+        path = os.path.join(directory, f"fleet-{i:02d}-{profile}-{isa}-{seconds:g}s.dat")
+        if not os.path.exists(path):
+            synthesize(profile, path + ".tmp", vcpus=4, seconds=seconds, seed=100 + i, isa=isa)
+            os.replace(path + ".tmp", path)
+        paths.append(path)
+    return paths
+
+
+def timed(label: str, fn):
+    t = time.perf_counter()
+    out = fn()
+    return label, time.perf_counter() - t, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", default="/tmp/exitreplay-fleet")
+    ap.add_argument("--traces", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=0.2, help="traced seconds per generated trace")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args()
+
+    from exitreplay.compare import compare
+    from exitreplay.engines import RayEngine
+
+    paths = make_traces(args.dir, args.traces, args.seconds)
+    events = 0
+    from exitreplay.reader import read_trace
+
+    for p in paths:
+        events += len(read_trace(p))
+    print(f"{len(paths)} traces, {events:,} events in all, {os.cpu_count()} CPUs, --jobs {args.jobs}")
+    runs = [timed("in-process (1 job)", lambda: compare(paths, jobs=1, use_cache=False)),
+            timed(f"local pool ({args.jobs} jobs)", lambda: compare(paths, jobs=args.jobs, use_cache=False))]
+    t = time.perf_counter()
+    try:
+        import ray
+
+        ray.init(num_cpus=args.jobs, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    except ImportError:
+        print("ray is not installed (pip install 'exitreplay[ray]'): Ray not measured")
+        ray = None
+    if ray is not None:
+        start = time.perf_counter() - t
+        with RayEngine() as eng:
+            runs.append(timed(f"ray ({args.jobs} CPUs)", lambda: compare(paths, engine=eng, use_cache=False)))
+        ray.shutdown()
+    print(f"{'engine':<24} {'wall':>8} {'traces/s':>9} {'events/s':>11}")
+    for label, dt, _ in runs:
+        print(f"{label:<24} {dt:>7.2f}s {len(paths) / dt:>9.2f} {events / dt:>11,.0f}")
+    if ray is not None:
+        print(f"{'  ray start-up':<24} {start:>7.2f}s (not in the figure above)")
+    first = runs[0][2].table.drop("cached")
+    same = all(r[2].table.drop("cached").equals(first, null_equal=True) for r in runs[1:])
+    print("every engine gives the same table:", "yes" if same else "NO")
+    if not same:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
