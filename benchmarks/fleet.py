@@ -61,7 +61,9 @@ def main() -> None:
 
     for p in paths:
         events += len(read_trace(p))
-    print(f"{len(paths)} traces, {events:,} events in all, {os.cpu_count()} CPUs, --jobs {args.jobs}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{len(paths)} traces, {events:,} events in all, {os.cpu_count()} CPUs (load average {load}), "
+          f"--jobs {args.jobs}")
     runs = [timed("in-process (1 job)", lambda: compare(paths, jobs=1, use_cache=False)),
             timed(f"local pool ({args.jobs} jobs)", lambda: compare(paths, jobs=args.jobs, use_cache=False))]
     t = time.perf_counter()
