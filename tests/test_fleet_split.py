@@ -3,8 +3,11 @@ windows in order until its StreamAnalysis is done; every event is owned by exact
 and the merged Report equals one process's."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
-from conftest import REAL, SAMPLES
+from conftest import REAL, ROOT, SAMPLES
 from ray_helpers import ray_cluster  # noqa: F401 - the session fixture
 
 import exitreplay.pipeline as pipeline
@@ -123,3 +126,17 @@ def test_split_analyze_on_ray_equals_one_process(name):
     with RayEngine() as eng:
         got = analyze_split(path, eng, 4, window_ns=2_000_000)
     assert_same_report(got, analyze(read_trace(path)))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tests/data/real/pvm-pio-small.perf.data", "--split", "2"], "splitting a trace in time needs a trace.dat"),
+    (["sample_traces/svm-idle.v7.dat", "--split", "0"], "--split must be at least 1"),
+    (["sample_traces/svm-idle.v7.dat", "--engine", "local", "--address", "h:1"], "--address goes with --engine ray"),
+    (["sample_traces/no-such.dat", "--split", "2"], "no such file"),
+])
+def test_split_usage_errors_are_one_line(args, message):
+    p = subprocess.run([sys.executable, "-m", "exitreplay", "analyze", *args], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("exitreplay: error: ") and message in lines[0]

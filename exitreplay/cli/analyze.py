@@ -10,6 +10,7 @@ from rich.table import Table
 from .. import export
 from ..analysis import PROGRESS_STEPS
 from ..analysis import analyze as run_analysis
+from ..engines import check_engine
 from ..errors import UsageError
 from ..render import FORMATS, render, render_table
 from ..replay.policy import builtin_policies
@@ -102,6 +103,7 @@ def analyze(
     _check(fmt, event, key, limit, summary, detail, output, table)
     numbers = {"cpu_mhz": parse_number(cpu_mhz, "--cpu-mhz"), "tsc_mhz": parse_number(tsc_mhz, "--tsc-mhz")}
     flt = filters(pid, vcpu, cpu, reason, start, end)
+    check_engine(engine, address)
     if engine != "local" or split is not None:
         report = _split(trace, engine, address, split, jobs, policy or None, cost_profile, baseline, flt, numbers)
     else:
@@ -131,10 +133,9 @@ def analyze(
 def _split(trace: Path, engine: str, address: str | None, split: int | None, jobs: int | None, policies, costs,
            baseline, flt, numbers: dict):
     """analyze --engine/--split: the trace's time ranges on the engine, merged (fleet.py)."""
-    from ..engines import check_engine, make_engine
+    from ..engines import make_engine
     from ..fleet import analyze_split
 
-    check_engine(engine, address)
     if split is not None and split < 1:
         raise UsageError("--split must be at least 1")
     if not trace.is_file():
