@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import glob
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ POLICY_METRICS = {
     "ist_off_pct": "ist_off_pct", "guest_state_live_pct": "guest_state_live_pct",
 }
 ALL = "*"  # key of the all-reasons latency sample
+# Above this many traces the latency samples stay in the cache until the deltas need them.
+SPILL_ABOVE = 64
 
 
 @dataclasses.dataclass
@@ -253,6 +256,41 @@ def _check_options(policies, baseline, costs) -> None:
         load_costs(costs)
 
 
+class _Spilled(Mapping):
+    """A result's latency samples left in its cache entry and read back when the deltas test
+    them, so a fleet of thousands of traces does not hold every trace's samples at once."""
+
+    def __init__(self, cdir: Path, key: str, names: list[str]):
+        self.cdir, self.key, self.names = cdir, key, names
+
+    def _samples(self) -> dict[str, np.ndarray]:
+        return _entry_samples(self.cdir, self.key)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._samples()[name]
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@functools.lru_cache(maxsize=2)  # the reference's and the trace's being compared with it
+def _entry_samples(cdir: Path, key: str) -> dict[str, np.ndarray]:
+    hit = cache_mod.load(cdir, key)
+    if not isinstance(hit, TraceResult):
+        raise ExitReplayError(f"the results cache entry {key[:12]} in {cdir} went away during the run: run again")
+    return hit.latencies
+
+
+def _spill(res: TraceResult, cdir: Path, key: str) -> TraceResult:
+    """res with its samples read from its cache entry on demand (if the entry is there)."""
+    if res.latencies and (cdir / f"{key}{cache_mod.SUFFIX}").is_file():
+        res.latencies = _Spilled(cdir, key, list(res.latencies))
+    return res
+
+
 def _task(label: str, path: str, options: dict, key: str) -> bytes | TraceResult:
     """Worker: one trace's result as the bytes of its cache entry (Arrow IPC: data, not objects),
     or the result itself if it is not plain data."""
@@ -389,7 +427,7 @@ def compare(traces: Sequence[tuple[str, str] | str | os.PathLike], *, policies: 
         hit = cache_mod.load(cdir, k) if use_cache else None
         if isinstance(hit, TraceResult):
             hit.label, hit.path, hit.cached = label, path, True
-            results[label] = hit
+            results[label] = _spill(hit, cdir, k) if len(traces) > SPILL_ABOVE else hit
         else:
             todo.append((label, path))
     if progress:
@@ -398,6 +436,8 @@ def compare(traces: Sequence[tuple[str, str] | str | os.PathLike], *, policies: 
         def keep(lab: str, res: TraceResult, packed: bytes | None) -> None:
             if res.error is None and use_cache:
                 cache_mod.store_bytes(cdir, keys[lab], packed or cache_mod.pack(keys[lab], res))
+                if len(traces) > SPILL_ABOVE:
+                    _spill(res, cdir, keys[lab])
 
         with contextlib.ExitStack() as stack:
             eng = engine if isinstance(engine, Engine) else stack.enter_context(make_engine(engine, jobs, address))

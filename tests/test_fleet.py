@@ -108,3 +108,17 @@ def test_rows_parquet_reads_back_in_polars(fleet_dir, tmp_path):
     # A query over the fleet, as a user would run it.
     busiest = pl.scan_parquet(out).sort("exits_per_s", descending=True).select("label").first().collect().item()
     assert busiest == max(doc["traces"], key=lambda t: t["exits_per_s"])["label"]
+
+
+def test_a_large_fleet_keeps_latency_samples_in_the_cache(fleet_dir, tmp_path, monkeypatch):
+    """Above SPILL_ABOVE traces the samples are read back from the cache for the deltas: the same
+    comparison as with every sample held in memory."""
+    held = compare([str(fleet_dir)], jobs=1, cache_dir=tmp_path / "a")
+    assert held.deltas["p_value"].drop_nulls().len() > 20  # the tests did use the samples
+    monkeypatch.setattr(compare_mod, "SPILL_ABOVE", 2)
+    fresh = compare([str(fleet_dir)], jobs=1, cache_dir=tmp_path / "b")
+    served = compare([str(fleet_dir)], jobs=1, cache_dir=tmp_path / "b")
+    for cmp in (fresh, served):
+        assert all(isinstance(r.latencies, compare_mod._Spilled) for r in cmp.results)
+        _same(held, cmp)
+    assert served.table["cached"].all()
