@@ -135,3 +135,31 @@ def test_windows_iterate_the_whole_trace():
     assert got.equals(full.events.select(["ts", "cpu", "pid"]))
     assert all(pc.min_max(p.events.column("ts")).as_py()["max"] - pc.min_max(p.events.column("ts")).as_py()["min"]
                < 3_000_000 for p in parts[:-1] if len(p))
+
+
+def test_lost_events_are_kept_with_the_event_after_them(tmp_path):
+    """A copy of a sample whose pages are flagged as preceded by lost events (the commit word's
+    MISSED_EVENTS bit, as the kernel sets it): each window keeps the losses whose next event it holds."""
+    from exitreplay.formats.ringbuffer import MISSED_EVENTS
+
+    path = tmp_path / "lossy.v7.dat"
+    data = bytearray((SAMPLES / "vmx-cpu.v7.dat").read_bytes())
+    with TraceDatFile(SAMPLES / "vmx-cpu.v7.dat") as tdf:
+        hp, ps = tdf.header_page, tdf.page_size
+        spots = [(cd.offset, cd.size) for cd in tdf.buffers[0].cpus if cd.size]
+    for k, (off, size) in enumerate(spots):
+        for page in range(k % 2, size // ps, 3):
+            at = off + page * ps + hp.commit_offset
+            word = int.from_bytes(data[at: at + hp.commit_size], "little") | MISSED_EVENTS
+            data[at: at + hp.commit_size] = word.to_bytes(hp.commit_size, "little")
+    path.write_bytes(bytes(data))
+    full = read_trace(path)
+    assert len(full.meta.dropped) > 10
+    index = build_index(path)
+    cuts = cut_points(full, 12, seed=5)
+    kept = 0
+    for t0, t1 in zip(cuts, cuts[1:]):
+        w = read_window(path, t0, t1, index)
+        assert got_window(w) == expect_window(full, t0, t1)
+        kept += len(w.meta.dropped)
+    assert kept == sum(d.row is not None for d in full.meta.dropped)
