@@ -150,6 +150,9 @@ class RayEngine(Engine):
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
+                if pending:  # and whatever else has finished meanwhile, in the same pass
+                    more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+                    done += more
                 for ref in done:
                     try:
                         res = ray.get(ref)
