@@ -122,3 +122,26 @@ def test_a_large_fleet_keeps_latency_samples_in_the_cache(fleet_dir, tmp_path, m
         assert all(isinstance(r.latencies, compare_mod._Spilled) for r in cmp.results)
         _same(held, cmp)
     assert served.table["cached"].all()
+
+
+def test_a_killed_compare_command_resumes(fleet_dir, tmp_path):
+    """The command killed outright (SIGKILL: no clean-up at all) after two results: what it
+    finished is in the cache, whole, and the next run analyzes only the rest."""
+    import signal
+    import time
+
+    cache_dir = tmp_path / "cache"
+    env = {**os.environ, "EXITREPLAY_CACHE": str(cache_dir)}
+    cmd = [sys.executable, "-m", "exitreplay", "compare", str(fleet_dir), "-f", "json", "-j", "1"]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(list(cache_dir.glob("*.arrow"))) < 2 and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    stored = len(list(cache_dir.glob("*.arrow")))
+    assert 2 <= stored < len(FLEET)
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    cached = [t["cached"] for t in json.loads(again.stdout)["traces"]]
+    assert sum(cached) == stored and len(cached) == len(FLEET)
