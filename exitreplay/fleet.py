@@ -87,8 +87,10 @@ def analyze_range(path: str, lo: int, hi: int, index, options: dict, window_ns: 
             sa.feed(window)
             if sa.done:
                 break
-    part = sa.partial()
-    return cache_mod.pack(_wire_key(path, lo, hi), part) or part
+    part, key = sa.partial(), _wire_key(path, lo, hi)
+    packed = cache_mod.pack(key, part)
+    # Sent as Arrow IPC only if it reads back (every field plain data); else as the object.
+    return packed if packed is not None and cache_mod.unpack(key, packed) is not None else part
 
 
 def split_ranges(index, parts: int) -> list[tuple[int, int]]:
