@@ -183,34 +183,85 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
         ex_rows = ex_rows.head(0) if flt.per_exit else ex_rows.join(
             flt.threads(eps.threads).select("pid"), on="pid", how="semi")
     extra = extra_boundaries(ex_rows)
-    total_exit_ns = int(ep["latency_ns"].drop_nulls().sum()) if ep.height else 0
     b = boundary_frame(ep) if ep.height else ep
     step(2)
 
-    host = [base, *[p for p in pols if p.name != base.name and p.nested == "none"]]
+    host = host_policies(base, pols)
     results: dict[str, PolicyResult] = {}
     nested_rows = []
     # One grouping of the episodes by reason, VM and vCPU serves every per-group table.
     index = GroupIndex(ep, ["reason", "vm", "vcpu"]) if ep.height else None
     if ep.height:
         results = replay_all(b, host, cost, extra=extra, msr_traced=msr_traced, span_ns=span_ns,
-                             cpus=cpus, groups={"reason": ["reason"], "vcpu": ["vm", "vcpu"]}, index=index)
-        base_exit = {lvl: sum(base.count("exit", op) * cost.cycles(op, lvl) for op in OPERATIONS) for lvl in LEVELS}
+                             cpus=cpus, groups=REPLAY_GROUPS, index=index)
         del b  # the boundary columns are summed: free them before the latency tables
-        for p in pols:
-            if p.nested != "none":
-                nres = replay_nested(ep, p, base_exit, cost)
-                nested_rows.append({"policy": p.name, "mode": p.nested,
-                                    **{k: v for k, v in nres.items() if not isinstance(v, dict)},
-                                    **{f"l0_cycles_saved_{k}": v for k, v in nres["l0_cycles_saved"].items()},
-                                    **{f"native_cycles_added_{k}": v for k, v in nres["native_cycles_added"].items()}})
+        nested_rows = nested_table(pols, base, cost, lambda p, be: replay_nested(ep, p, be, cost))
     step(3)
 
-    lat_groups = {"latency": ["reason"], "latency_vcpu": ["vm", "vcpu"], "latency_vm": ["vm"],
-                  "latency_reason_vcpu": ["vm", "vcpu", "reason"], "latency_reason_vm": ["vm", "reason"]}
-    lat = latency_tables(ep, lat_groups, index) if ep.height else {k: pl.DataFrame() for k in lat_groups}
+    lat = latency_tables(ep, LAT_GROUPS, index) if ep.height else {k: pl.DataFrame() for k in LAT_GROUPS}
     step(4)
+    if index is not None:
+        n_vcpus, n_vms = index.frame.select("vm", "vcpu").unique().height, index.frame["vm"].n_unique()
+    else:
+        n_vcpus = eps.threads.height
+        n_vms = eps.threads["vm"].n_unique() if eps.threads.height else 0
+    ctx = Context(trace.meta, isa_key, span_ns, base, pols, cost, mhz, t_mhz if raw_tsc else None, flt, window,
+                  whole, msr_traced)
+    facts = {"exits": int(ep.height), "timed_exits": int(ep["latency_ns"].count()) if ep.height else 0,
+             "exit_time_ns": int(ep["latency_ns"].drop_nulls().sum()) if ep.height else 0,
+             "vcpus": int(n_vcpus), "vms": int(n_vms), "events": len(trace),
+             "classes": {str(k): v for k, v in ep.group_by("cls").len().sort("cls").iter_rows()} if ep.height else {},
+             "pairing": eps.counts, "sync_events": eps.sync_events}
+    step(5)
+    return assemble(ctx, facts, results, lat, nested_rows, warnings, episodes=ep, trace=trace)
 
+
+REPLAY_GROUPS = {"reason": ["reason"], "vcpu": ["vm", "vcpu"]}
+LAT_GROUPS = {"latency": ["reason"], "latency_vcpu": ["vm", "vcpu"], "latency_vm": ["vm"],
+              "latency_reason_vcpu": ["vm", "vcpu", "reason"], "latency_reason_vm": ["vm", "reason"]}
+
+
+def host_policies(base: Policy, pols: list[Policy]) -> list[Policy]:
+    return [base, *[p for p in pols if p.name != base.name and p.nested == "none"]]
+
+
+def nested_table(pols: list[Policy], base: Policy, cost: CostProfile, run) -> list[dict]:
+    """One row per nested policy; run(policy, baseline exit cycles) gives replay_nested's dict."""
+    base_exit = {lvl: sum(base.count("exit", op) * cost.cycles(op, lvl) for op in OPERATIONS) for lvl in LEVELS}
+    rows = []
+    for p in pols:
+        if p.nested != "none":
+            nres = run(p, base_exit)
+            rows.append({"policy": p.name, "mode": p.nested,
+                         **{k: v for k, v in nres.items() if not isinstance(v, dict)},
+                         **{f"l0_cycles_saved_{k}": v for k, v in nres["l0_cycles_saved"].items()},
+                         **{f"native_cycles_added_{k}": v for k, v in nres["native_cycles_added"].items()}})
+    return rows
+
+
+@dataclasses.dataclass
+class Context:
+    """What the tables are computed against (the settings and the file's facts)."""
+    meta: Any
+    isa_key: str | None
+    span_ns: int
+    base: Policy
+    pols: list[Policy]
+    cost: CostProfile
+    mhz: float
+    tsc_mhz: float | None
+    flt: Filters
+    window: tuple[int, int] | None
+    whole: dict[str, Any]
+    msr_traced: bool
+
+
+def assemble(ctx: Context, facts: dict[str, Any], results: dict[str, PolicyResult], lat: dict[str, pl.DataFrame],
+             nested_rows: list[dict], warnings: list[str], *, episodes: pl.DataFrame | None = None,
+             trace: Trace | None = None, extra_summary: dict[str, Any] | None = None) -> Report:
+    """The Report from the replay results and latency tables (the last stage of the pipeline)."""
+    base, cost, mhz = ctx.base, ctx.cost, ctx.mhz
+    total_exit_ns = facts["exit_time_ns"]
     rows, op_rows, cause_rows, by_reason, by_vcpu = [], [], [], [], []
     deltas: dict[str, dict[str, float]] = {}
     base_res = results.get(base.name)
@@ -268,39 +319,37 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
         ).select("policy", *keys, "exits", "exit_ns", "saved_cycles_typical", "saved_ns_typical", "share_pct"
                  ).sort(["policy", "exits", *keys], descending=[False, True] + [False] * len(keys))
 
-    if index is not None:
-        n_vcpus, n_vms = index.frame.select("vm", "vcpu").unique().height, index.frame["vm"].n_unique()
-    else:
-        n_vcpus = eps.threads.height
-        n_vms = eps.threads["vm"].n_unique() if eps.threads.height else 0
+    meta = ctx.meta
     summary = {
-        "path": trace.meta.path, "format": trace.meta.source_format, "version": trace.meta.version,
-        "compression": trace.meta.compression, "clock": trace.meta.clock, "cpus": trace.meta.cpus,
-        "isa": isa_key, "events": len(trace), "span_ns": span_ns,
-        "exits": int(ep.height), "timed_exits": int(ep["latency_ns"].count()) if ep.height else 0,
-        "exit_time_ns": total_exit_ns, "msr_traced": msr_traced,
-        "exits_per_s": ep.height / (span_ns / 1e9) if span_ns else None,
-        "vcpus": int(n_vcpus), "vms": int(n_vms),
-        "classes": {str(k): v for k, v in ep.group_by("cls").len().sort("cls").iter_rows()} if ep.height else {},
-        "dropped_events": {str(k): v for k, v in trace.meta.dropped_per_cpu.items()},
-        "pairing": eps.counts, "sync_events": eps.sync_events,
-        "baseline": base.name, "policies": [p.name for p in pols], "cost_profile": cost.name,
+        "path": meta.path, "format": meta.source_format, "version": meta.version,
+        "compression": meta.compression, "clock": meta.clock, "cpus": meta.cpus,
+        "isa": ctx.isa_key, "events": facts["events"], "span_ns": ctx.span_ns,
+        "exits": facts["exits"], "timed_exits": facts["timed_exits"],
+        "exit_time_ns": total_exit_ns, "msr_traced": ctx.msr_traced,
+        "exits_per_s": facts["exits"] / (ctx.span_ns / 1e9) if ctx.span_ns else None,
+        "vcpus": facts["vcpus"], "vms": facts["vms"], "classes": facts["classes"],
+        "dropped_events": dict(ctx.whole["trace_dropped_events"]),
+        "pairing": facts["pairing"], "sync_events": facts["sync_events"],
+        "baseline": base.name, "policies": [p.name for p in ctx.pols], "cost_profile": cost.name,
         "gsbase_method": cost.gsbase_method, "cpu_mhz": mhz,
-        "tsc_mhz": t_mhz if raw_tsc else None,
-        "filters": flt.to_dict(), **whole,
-        "window": None if window is None else {"from_ts": window[0], "to_ts": window[1]},
+        "tsc_mhz": ctx.tsc_mhz,
+        "filters": ctx.flt.to_dict(), **ctx.whole,
+        "window": None if ctx.window is None else {"from_ts": ctx.window[0], "to_ts": ctx.window[1]},
+        **(extra_summary or {}),
     }
     costs_df = pl.DataFrame([{"op": op, "low": c.low, "typical": c.typical, "high": c.high, "source": c.source}
                              for op, c in cost.ops.items()])
-    step(5)
     return Report(
         summary=summary, warnings=warnings,
         latency=lat["latency"], latency_vcpu=lat["latency_vcpu"], latency_vm=lat["latency_vm"],
         latency_reason_vcpu=lat["latency_reason_vcpu"], latency_reason_vm=lat["latency_reason_vm"],
         policies=policies_df, ops=pl.DataFrame(op_rows), sync_causes=pl.DataFrame(cause_rows),
         savings_by_reason=_fin(by_reason, ["reason"]), savings_by_vcpu=_fin(by_vcpu, ["vm", "vcpu"]),
-        nested=pl.DataFrame(nested_rows), costs=costs_df, sensitivity=sens, episodes=ep, trace=trace,
+        nested=pl.DataFrame(nested_rows), costs=costs_df, sensitivity=sens,
+        episodes=episodes if episodes is not None else pl.DataFrame(), trace=trace,
     )
+
+
 
 
 def _select_costs(trace: Trace, costs: str | CostProfile | None, gsbase_method: str | None) -> CostProfile:

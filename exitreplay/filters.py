@@ -167,7 +167,7 @@ class Filters:
             th = th.filter(pl.col("vcpu") == self.vcpu)
         return th
 
-    def _reason_mask(self, ep: pl.DataFrame) -> pl.Expr:
+    def _reason_mask(self, ep: pl.DataFrame, strict: bool = True) -> pl.Expr:
         isas = [int(i) for i in ep["isa"].unique().to_list()] if ep.height else []
         parts, unknown = [], []
         for name in self.reasons:
@@ -178,15 +178,18 @@ class Filters:
             if not codes and name.lower() not in {r.lower() for r in ep["reason"].unique().to_list()}:
                 unknown.append(name)
             parts.append(cond)
-        if unknown:
+        if unknown and strict:
             seen = ", ".join(ep.group_by("reason").len().sort("len", descending=True)["reason"].to_list())
             raise UsageError(f"--reason {', '.join(unknown)}: not an exit reason of this trace (it has: {seen})")
         return pl.any_horizontal(parts)
 
-    def episodes(self, ep: pl.DataFrame, threads: pl.DataFrame) -> pl.DataFrame:
-        """The exits these filters keep; an empty selection is an error that says what there is."""
+    def episodes(self, ep: pl.DataFrame, threads: pl.DataFrame, strict: bool = True) -> pl.DataFrame:
+        """The exits these filters keep; an empty selection is an error that says what there is
+        (strict=False: one window of a stream, where it may be empty)."""
         if not self.active or (self.vm is None and self.vcpu is None and not self.per_exit):
             return ep
+        if not strict:
+            return self._select(ep, threads)
         if ep.height == 0:
             raise UsageError("--vcpu/--pid/--cpu/--reason need exits, and this trace has no kvm_exit events")
         out = ep
@@ -205,6 +208,27 @@ class Filters:
             out = out.filter(self._reason_mask(ep))
         if out.height == 0:
             raise UsageError(f"no exits match {'; '.join(self.describe())}")
+        return out
+
+    def explain_empty(self, threads: pl.DataFrame) -> None:
+        """Raise the error that says why a streamed selection came out empty, where one does."""
+        if self.vm is not None and not self._vm_ids(threads):
+            raise UsageError(f"--pid {self.vm}: no VM with that id or thread pid (VMs: {_vm_list(threads)})")
+        if self.vcpu is not None and threads.height and not threads.filter(pl.col("vcpu") == self.vcpu).height:
+            raise UsageError(f"--vcpu {self.vcpu}: no exits of that vCPU (VMs: {_vm_list(threads)})")
+
+    def _select(self, ep: pl.DataFrame, threads: pl.DataFrame) -> pl.DataFrame:
+        if ep.height == 0:
+            return ep
+        out = ep
+        if self.vm is not None:
+            out = out.filter(pl.col("vm").is_in(list(self._vm_ids(threads))))
+        if self.vcpu is not None:
+            out = out.filter(pl.col("vcpu") == self.vcpu)
+        if self.cpus:
+            out = out.filter(pl.col("cpu").is_in(list(self.cpus)))
+        if self.reasons:
+            out = out.filter(self._reason_mask(ep, strict=False))
         return out
 
     def warnings(self, threads: pl.DataFrame) -> list[str]:

@@ -5,6 +5,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -99,11 +100,17 @@ class Trace:
     Per-event tables may be built lazily (a reader passes a callable), so asking for `kvm_exit`
     does not decode `sched_switch`. A Trace read from a file may keep it open for those tables:
     `close()` (or `with read_trace(path) as trace:`) releases it; tables decoded before stay.
+
+    A window of a longer trace (exitreplay.windows, the streaming analysis) keeps the file's row
+    numbers: `row_base` is the row of its first event, so a table's `row` r is `events[r - row_base]`.
     """
 
     def __init__(self, events: pa.Table, tables: Mapping[str, TableSource], meta: TraceMeta,
-                 close: Callable[[], None] | None = None):
+                 close: Callable[[], None] | None = None, row_base: int = 0):
         self.events = conform_events(events)
+        # A window of a longer trace (windows.iter_windows) keeps the file's row numbers: its
+        # tables' `row` r is the event at events[r - row_base].
+        self.row_base = row_base
         self._sources: dict[str, TableSource] = dict(tables)
         self._cache: dict[str, pa.Table] = {}
         self.meta = meta
@@ -183,8 +190,10 @@ class Trace:
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     raise TraceError(self.meta.path, f"table {name!r}: its {col} column is not {typ}") from None
         rows = tbl.column("row")
-        lo_hi = pc.min_max(rows).as_py() if tbl.num_rows else {"min": 0, "max": 0}
-        if rows.null_count or lo_hi["min"] < 0 or lo_hi["max"] >= max(self.events.num_rows, 1):
+        base = self.row_base
+        # NumPy's min/max: a compute call costs more than the scan on a small table.
+        at = rows.to_numpy() if tbl.num_rows and not rows.null_count else np.array([base])
+        if rows.null_count or at.min() < base or at.max() >= base + max(self.events.num_rows, 1):
             raise TraceError(self.meta.path, f"table {name!r}: rows outside the trace's {self.events.num_rows} events")
         return tbl
 
@@ -214,6 +223,25 @@ class Trace:
     def df(self, name: str | None = None) -> pl.DataFrame:
         """Polars view (zero-copy where Arrow allows) of `events` or of one event table."""
         return pl.from_arrow(self.events if name is None else self.table(name))  # type: ignore[return-value]
+
+    def slice_rows(self, lo: int, hi: int | None = None) -> Trace:
+        """The events with lo <= row < hi, keeping the file's row numbers (row_base)."""
+        base, n = self.row_base, len(self)
+        hi = base + n if hi is None else hi
+        lo, hi = max(lo, base), min(hi, base + n)
+        if lo <= base and hi >= base + n:
+            return self
+        hi = max(hi, lo)
+        tables: dict[str, TableSource] = {}
+        for name in self._sources:
+            t = self.table(name)
+            r = t.column("row")
+            t = t.filter(pc.and_(pc.greater_equal(r, lo), pc.less(r, hi)))
+            if t.num_rows:
+                tables[name] = t
+        meta = dataclasses.replace(self.meta, event_counts={}, first_ts=None, last_ts=None,
+                                   dropped=[d for d in self.meta.dropped if d.row is not None and lo <= d.row < hi])
+        return Trace(self.events.slice(lo - base, hi - lo), tables, meta, row_base=lo)
 
     def slice_time(self, start_ns: int | None = None, end_ns: int | None = None) -> Trace:
         """A Trace restricted to start_ns <= ts < end_ns (rows renumbered)."""

@@ -4,7 +4,8 @@
 # The package is installed editable with its test and ray extras (the Ray engine's tests run on a
 # local Ray instance); the user's pip is left as it is.
 # As root on Debian/Ubuntu it also installs the system tools the tests use: trace-cmd (the
-# independent oracle), chromium (HTML report rendering checks) and perf (perf.data input).
+# independent oracle), chromium (HTML report rendering checks), perf (perf.data input) and tmux
+# (drives `top` on a terminal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ need_apt=()
 command -v trace-cmd >/dev/null 2>&1 || need_apt+=(trace-cmd)
 command -v perf >/dev/null 2>&1 || need_apt+=(linux-perf)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

@@ -294,4 +294,4 @@ def test_user_return_state_carries_across_windows():
     assert (alone.urets_fired, carried.urets_fired) == (0, 1)
     assert alone.load_state["state"].to_list() == carried.load_state["state"].to_list() == [ur.HOST]
     # What this window hands to the next: CPU 0's last state-setting mark, the LOAD.
-    assert carried.final.rows() == [(0, ur.LOAD, 0)]
+    assert carried.final.select("cpu", "row", "kind", "code").rows() == [(0, -2, ur.LOAD, 0)]

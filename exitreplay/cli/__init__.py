@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 # Modules that add commands to `app` when imported.
-COMMAND_MODULES = ["ingest", "analyze", "synth", "report", "record"]
+COMMAND_MODULES = ["ingest", "analyze", "synth", "report", "record", "top"]
 # sysexits.h EX_SOFTWARE: a bug of ours, not the user's input.
 EXIT_INTERNAL = 70
 

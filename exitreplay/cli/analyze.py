@@ -17,6 +17,7 @@ from ..replay.policy import builtin_policies
 from ..views import KINDS, SORT_KEYS
 from . import app
 from .common import (
+    PROGRESS_MIN_BYTES,
     address_option,
     console,
     cpu_option,
@@ -52,6 +53,8 @@ def parse_number(text: str | None, option: str, kind: type = float) -> float | i
 
 # Traces with more events than this show a progress bar (on a terminal) while they are replayed.
 PROGRESS_MIN_EVENTS = 2_000_000
+STREAM_BYTES = 256 << 20  # above this a trace is analysed in windows (in memory: ~200 bytes an event)
+STREAM_WINDOW = 250_000  # events a window: ~0.5 GB peak
 
 
 MODES = ("summary", "default", "detail")
@@ -94,6 +97,10 @@ def analyze(
                               "(default with --engine ray: one per worker); the same Report as one process."),
     jobs: int = typer.Option(None, "--jobs", "-j", help="With --split: local processes, or a local Ray "
                              "instance's CPUs (default: the CPU count)."),
+    window_events: str = typer.Option("auto", "--window-events", metavar="N|auto|0",
+                                      help="Analyse N events at a time, memory bounded by the window (same "
+                                           "numbers); 0: the whole trace in memory; auto: windows of "
+                                           f"{STREAM_WINDOW:,} for files over {STREAM_BYTES >> 20} MB."),
 ) -> None:
     """Replay state-deferral policies on the trace's exits: what each saves against the baseline (µs per
     second of trace, % of a CPU, cycles per exit), what it exposes, and the exit-handling times.
@@ -104,8 +111,14 @@ def analyze(
     numbers = {"cpu_mhz": parse_number(cpu_mhz, "--cpu-mhz"), "tsc_mhz": parse_number(tsc_mhz, "--tsc-mhz")}
     flt = filters(pid, vcpu, cpu, reason, start, end)
     check_engine(engine, address)
+    needs_exits = event != "vmexit" or charts_dir is not None or fmt == "parquet" or table == "episodes"
     if engine != "local" or split is not None:
+        if needs_exits:
+            raise UsageError("--engine/--split: --event, --charts, --table episodes and parquet output need every "
+                             "exit in one process: analyze without --engine/--split")
         report = _split(trace, engine, address, split, jobs, policy or None, cost_profile, baseline, flt, numbers)
+    elif window := stream_window(trace, window_events, needs_exits=needs_exits):
+        report = _streamed(trace, window, policy or None, cost_profile, baseline, flt, numbers)
     else:
         tr = load(str(trace))
         with progress_bar("replaying", PROGRESS_STEPS, len(tr) > PROGRESS_MIN_EVENTS, unit="steps") as cb:
@@ -143,6 +156,29 @@ def _split(trace: Path, engine: str, address: str | None, split: int | None, job
     with make_engine(engine, jobs, address) as eng, stage(f"analyzing {trace.name} on {eng.name}"):
         return analyze_split(str(trace), eng, split, policies=policies, costs=costs, baseline=baseline,
                              filters=flt, **numbers)
+
+
+def stream_window(path: Path, option: str, needs_exits: bool) -> int:
+    """The window size to analyse `path` with, 0 for the whole trace in memory."""
+    if option == "auto":
+        size = path.stat().st_size if path.is_file() else 0
+        return STREAM_WINDOW if size > STREAM_BYTES and not needs_exits else 0
+    n = parse_number(option, "--window-events", int)
+    if n is None or n < 0:
+        raise UsageError(f"--window-events {option}: a number of events, 0 or auto")
+    if n and needs_exits:
+        raise UsageError("--window-events: --event, --charts, --table episodes and parquet output need every "
+                         "exit in memory: use --window-events 0")
+    return int(n)
+
+
+def _streamed(trace: Path, window: int, policies, cost_profile, baseline, flt, numbers):
+    from ..pipeline.stream import analyze_file
+
+    size = trace.stat().st_size if trace.is_file() else 0
+    with progress_bar(f"analysing {trace.name}", size, size >= PROGRESS_MIN_BYTES) as cb:
+        return analyze_file(str(trace), window_events=window, progress=cb, policies=policies,
+                            costs=cost_profile, baseline=baseline, filters=flt, **numbers)
 
 
 def _check(fmt: str, event: str, key: str, limit: int | None, summary: bool, detail: bool, output: Path | None,

@@ -37,14 +37,15 @@ class Attached:
     counts: dict[str, int]
 
 
-def attach(trace: Trace, locate: Locator, upids: np.ndarray, n: int) -> Attached:
+def attach(trace: Trace, locate: Locator, upids: np.ndarray, n: int, cut: int | None = None) -> Attached:
+    """cut: count events (the `counts`) only before this row (a streamed view owns those)."""
     cols: dict[str, object] = {}
     counts: dict[str, int] = {}
     put_ts, put_row = np.full(n, BIG), np.full(n, BIG)
     us_row = _userspace(trace, locate, upids, n, cols, put_ts, put_row)
     sched_state = _sched_outs(trace, locate, upids, n, us_row, cols, put_ts, put_row)
     _msrs(trace, locate, upids, n, put_row, cols)
-    _emulation(trace, locate, upids, n, cols, counts)
+    _emulation(trace, locate, upids, n, cols, counts, cut)
     for name, col in COUNTED_EVENTS:
         if trace.has(name):
             t = trace.table(name)
@@ -117,7 +118,7 @@ def _msrs(trace, locate, upids, n, put_row, cols) -> None:
         cols[f"msr_lazy_{suffix}_w"] = (flags & (16 << bit)) != 0
 
 
-def _emulation(trace, locate, upids, n, cols, counts) -> None:
+def _emulation(trace, locate, upids, n, cols, counts, cut=None) -> None:
     """kvm_emulate_insn: how many, and whether a decoded instruction reads or writes the state
     VMLOAD/VMSAVE move (kvm/x86insn.py)."""
     if not trace.has("kvm_emulate_insn"):
@@ -125,17 +126,18 @@ def _emulation(trace, locate, upids, n, cols, counts) -> None:
     t = trace.table("kvm_emulate_insn")
     loc = locate(codes(upids, column(t, "pid", np.int32)), column(t, "row", np.int64))
     cols["n_emulate"] = loc.count(n)
+    mine = column(t, "row", np.int64) < cut if cut is not None else np.ones(t.num_rows, bool)
     if "insn" not in t.column_names:
         acc = np.full(t.num_rows, x86insn.READ, np.uint8)  # bytes not recorded: assume a read
-        counts["emulations_undecoded"] = t.num_rows
+        counts["emulations_undecoded"] = int(mine.sum())
     else:
         length = column(t, "len", np.int64) if "len" in t.column_names else None
         flags = column(t, "flags", np.int64) if "flags" in t.column_names else None
         cls, acc = x86insn.decode(t.column("insn"), length, flags)
-        counts["emulations_undecoded"] = int((cls == x86insn.CLASSES.index("undecoded")).sum())
-        counts["emulations_touching_deferred_state"] = int((acc != 0).sum())
-        if flags is None and t.num_rows:
-            counts["emulations_mode_assumed_64bit"] = t.num_rows
+        counts["emulations_undecoded"] = int(((cls == x86insn.CLASSES.index("undecoded")) & mine).sum())
+        counts["emulations_touching_deferred_state"] = int(((acc != 0) & mine).sum())
+        if flags is None and mine.any():
+            counts["emulations_mode_assumed_64bit"] = int(mine.sum())
     bits = loc.bits(n, acc)
     cols["emu_read"] = (bits & x86insn.READ) != 0
     cols["emu_write"] = (bits & x86insn.WRITE) != 0

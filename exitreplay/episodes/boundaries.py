@@ -23,24 +23,30 @@ FIRST_KINDS = ("kvm_run", "sched_in", "mid_exit", "assumed")  # how each thread'
 FIRST_LOADS = ("kvm_run", "sched_in", "assumed")  # the kinds that are a load
 
 
-def first_entries(trace: Trace, p: Pairing, en: pa.Table) -> dict[str, np.ndarray]:
+def first_entries(trace: Trace, p: Pairing, en: pa.Table, carry=None) -> dict[str, np.ndarray]:
     """The threads whose first kvm_entry precedes their first exit: code, row, CPU, kind (an index
-    into FIRST_KINDS)."""
+    into FIRST_KINDS). carry: an earlier view's Carry (what it saw before this view)."""
     idx = p.first_entry
     code = codes(p.upids, column(en, "pid", np.int32)[idx])
     row = column(en, "row", np.int64)[idx]
     fpu = _earlier(trace, "kvm_fpu", "pid", p.upids, code, row, lambda t: column(t, "load", np.int64) != 0)
     sched_in = _earlier(trace, "sched_switch", "next_pid", p.upids, code, row)
-    traced = trace.has("kvm_fpu")
+    if carry is not None:
+        fpu |= np.isin(p.upids[code], carry.pre_fpu)
+        sched_in |= np.isin(p.upids[code], carry.pre_sched_in)
+    traced = trace.has("kvm_fpu") or (carry is not None and "kvm_fpu" in carry.seen)
     kind = np.where(fpu, 0, np.where(sched_in, 1, np.where(traced, 2, 3))).astype(np.int8)
     return {"code": code, "row": row, "cpu": column(en, "cpu", np.int32)[idx], "kind": kind}
 
 
-def running_at_start(p: Pairing, ex: pa.Table, first_codes: np.ndarray) -> dict[str, np.ndarray]:
+def running_at_start(p: Pairing, ex: pa.Table, first_codes: np.ndarray, started: np.ndarray | None = None
+                     ) -> dict[str, np.ndarray]:
     """Threads whose first event is an exit: they were in guest mode when the trace began, so
-    loaded. Their first exit: code, row, CPU."""
+    loaded. Their first exit: code, row, CPU. started: pids an earlier view has seen start."""
     c, start, _ = runs(p.exit_keys)
     keep = ~np.isin(c, first_codes)
+    if started is not None:
+        keep &= ~np.isin(p.upids[c], started)
     first_exit = p.order[start[keep]]
     return {"code": c[keep].astype(np.int32), "row": column(ex, "row", np.int64)[first_exit],
             "cpu": column(ex, "cpu", np.int32)[first_exit]}

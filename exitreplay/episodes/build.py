@@ -25,13 +25,46 @@ from . import userreturn as ur
 from .attached import attach, nullable
 from .boundaries import FIRST_KINDS, FIRST_LOADS, first_entries, moved_without_switch, running_at_start
 from .classify import CLASSES, classes, exit_isa, msr_write_exits, reason_codes
+from . import streamed
+from .carry import Carry
 from .drops import crossing_drops
 from .locate import BIG, column
 from .pairing import Pairing, empty_entries, entry_columns, pair
 from .threads import sync_point_counts, thread_table
 
 EXTRA_SCHEMA = {"pid": pl.Int32, "vcpu": pl.Int64, "vm": pl.Int32, "first_kind": pl.Utf8, "uret_state": pl.Int8,
-                "user_returns": pl.Int64}
+                "user_returns": pl.Int64, "uret_prev_pid": pl.Int32}
+
+
+# The warnings that carry a count, by the count they report (a stream writes them from its totals).
+WARN = {
+    "cpu_changes_without_sched_switch": lambda n: (
+        f"{n} entries on another CPU with no sched_switch of the thread recorded: each counted as a vcpu_put "
+        "and a vcpu_load, the put's cause unknown (class 'moved')"),
+    "entries_before_exit": lambda n: f"{n} episodes whose entry precedes the exit (timestamps out of order)",
+    "episodes_crossing_dropped_events": lambda n: (
+        f"{n} episodes cross dropped events: their attached events (and sync points) may be incomplete "
+        "(see crosses_drop)"),
+    "first_entries_mid_exit": lambda n: (
+        f"{n} vCPU threads were already inside KVM_RUN when the trace began (first kvm_entry with no kvm_fpu "
+        "load before it): not counted as loads"),
+    "no_exits": lambda names: (
+        "no kvm_exit events: exit-level replay impossible (this KVM or this recording does not fire "
+        "kvm_exit/kvm_entry); only sync-point events are counted: " + names),
+    "cpus_without_sched_switch": lambda cpus: (
+        f"no sched_switch recorded on CPU {', '.join(map(str, cpus))}: returns to user mode there are seen "
+        "only at KVM_RUN returns; after a preemption or blocking they are unknown"),
+}
+
+
+# The warnings about an event type the recording lacks (a stream knows only at its end).
+ABSENT = {
+    "sched_switch": "no sched_switch recorded: preemption sync points unknown (nor blocking ones: record "
+                    "sched/sched_switch with the kvm events)",
+    "kvm_entry": "no kvm_entry events: exit handling times unknown",
+    "kvm_fpu": "kvm_fpu not recorded: each vCPU thread's first kvm_entry is assumed to start KVM_RUN (a "
+               "vcpu_load); record kvm/kvm_fpu to tell",
+}
 
 
 @dataclasses.dataclass
@@ -48,19 +81,23 @@ class Episodes:
     # Boundaries that belong to no exit: threads' first entries (KVM_RUN starts) and the user
     # returns they arm: pid, vcpu, vm, first_kind (FIRST_KINDS or null), uret_state, user_returns.
     extra: pl.DataFrame = dataclasses.field(default_factory=lambda: pl.DataFrame(schema=EXTRA_SCHEMA))
-    carry: dict = dataclasses.field(default_factory=dict)  # state at the end, for a next window
+    carry: Carry | None = None  # for the next view of a streamed trace (carry.py)
+    cut: int | None = None  # the table holds the exits before this row (the view owns them)
+    late: pl.DataFrame | None = None  # user returns fired for carried episodes: exit_row, count
 
     @property
     def paired(self) -> pl.DataFrame:
         return self.table.filter(pl.col("entry_row").is_not_null())
 
 
-def build_episodes(trace: Trace, carry: dict | None = None) -> Episodes:
+def build_episodes(trace: Trace, carry: Carry | None = None, final: bool = True) -> Episodes:
+    """The episodes of a trace, or of one view of a streamed trace: with `final=False` the view
+    owns only the exits before the earliest one still open at its end, and hands on a Carry
+    (carry.py) that the next view, starting at that row, takes back."""
     warnings: list[str] = []
     span = trace.meta.duration_ns
     if not trace.has("sched_switch"):
-        warnings.append("no sched_switch recorded: preemption sync points unknown (nor blocking ones: "
-                        "record sched/sched_switch with the kvm events)")
+        warnings.append(ABSENT["sched_switch"])
     if not trace.has("kvm_exit") or trace.table("kvm_exit").num_rows == 0:
         return _without_exits(trace, warnings, span)
 
@@ -70,18 +107,29 @@ def build_episodes(trace: Trace, carry: dict | None = None) -> Episodes:
     if trace.has("kvm_entry"):
         en = trace.table("kvm_entry")
     else:
-        warnings.append("no kvm_entry events: exit handling times unknown")
+        warnings.append(ABSENT["kvm_entry"])
         en = empty_entries()
-    p = pair(ex, en)
+    en_all = en
+    if carry is not None and carry.consumed.size and en.num_rows:
+        en = en.filter(pa.array(~np.isin(column(en, "row", np.int64), carry.consumed)))
+    known = carry.threads["pid"].to_numpy() if carry is not None else None
+    p = pair(ex, en, known)
+    if carry is not None:
+        p.first_entry = p.first_entry[~np.isin(column(en, "pid", np.int64)[p.first_entry], carry.started)]
+    exit_row = column(ex, "row", np.int64)
+    still_open = ~p.paired & (p.next_exit < 0)
+    cut = trace.row_base + len(trace)
+    if not final and still_open.any():
+        cut = int(exit_row[still_open].min())
     counts = dict(p.counts)
     ent = entry_columns(p, ex, en)
-    att = attach(trace, p.locator(), p.upids, n)
+    att = attach(trace, p.locator(), p.upids, n, None if final else cut)
     counts.update(att.counts)
     cols = att.cols
     ts, exit_cpu = column(ex, "ts", np.int64), column(ex, "cpu", np.int32)
     timing = _timing(trace, p, ent, ts, exit_cpu, counts, warnings)
 
-    threads = thread_table(trace, p.summaries)
+    threads = thread_table(trace, p.summaries, carry.threads if carry is not None else None)
     thread_row = np.searchsorted(threads["pid"].to_numpy(), p.upids)  # thread table row of each code
     vm_of_code = threads["vm"].to_numpy()[thread_row]
     vcpu = _vcpu_ids(ex, en, p, threads["vcpu"].to_numpy()[thread_row], ent)
@@ -90,11 +138,10 @@ def build_episodes(trace: Trace, carry: dict | None = None) -> Episodes:
     flags = classes(isa_arr, code, cols, att.sched_state, moved)
     if moved.any():
         counts["cpu_changes_without_sched_switch"] = int(moved.sum())
-        warnings.append(f"{int(moved.sum())} entries on another CPU with no sched_switch of the thread recorded: "
-                        "each counted as a vcpu_put and a vcpu_load, the put's cause unknown (class 'moved')")
-    first = first_entries(trace, p, en)
+        warnings.append(WARN["cpu_changes_without_sched_switch"](int(moved.sum())))
+    first = first_entries(trace, p, en, carry)
     _first_entry_notes(trace, first, counts, warnings)
-    returns = _user_returns(trace, p, ex, att, ent, flags, moved, first, vm_of_code, carry, counts, warnings)
+    returns = _user_returns(trace, p, ex, att, ent, flags, moved, first, vm_of_code, carry, cut, counts, warnings)
 
     reason_code, reason_names = reason_codes(isa_arr, code)
     row_t = np.int32 if len(trace) < 2**31 else np.int64  # rows fit in 32 bits below 2**31 events
@@ -108,6 +155,7 @@ def build_episodes(trace: Trace, carry: dict | None = None) -> Episodes:
         "migrated": timing["migrated"], "moved": moved, "entry_lost": p.entry_lost, "nested": flags["nested"],
         "put_ts": nullable(att.put_ts, att.put_ts != BIG), "crosses_drop": timing["crosses"],
         "uret_state": returns["uret_state"], "user_returns": returns["user_returns"],
+        "uret_prev_pid": returns["uret_prev_pid"],
     })
     ep = ep.with_columns(
         pl.col("entry_row").cast(pl.Int32 if row_t is np.int32 else pl.Int64),
@@ -119,16 +167,26 @@ def build_episodes(trace: Trace, carry: dict | None = None) -> Episodes:
         .alias("reason"),
     )
     extra = _extra_frame(returns, p, threads)
-    sync = sync_point_counts(trace, threads["pid"].to_numpy())
-    return Episodes(ep, threads, isa, counts, warnings, sync, span, extra, {"user_return": returns["final"]})
+    owned_part = trace if final else trace.slice_rows(trace.row_base, cut)
+    sync = sync_point_counts(owned_part, threads["pid"].to_numpy())
+    if carry is not None or not final:
+        counts.update(streamed.owned_counts(ep, trace, en_all, first, carry, cut, counts))
+    eps = Episodes(ep, threads, isa, counts, warnings, sync, span, extra, cut=cut, late=returns["late"])
+    if not final:
+        eps.carry = streamed.hand_on(trace, eps, p, en, first, returns, carry, cut)
+        eps.table = ep.filter(pl.col("exit_row") < cut)
+    return eps
+
+
+def sync_names(sync: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sync.items() if not k.startswith("kvm_msr_")) or "none"
 
 
 def _without_exits(trace: Trace, warnings: list[str], span: int) -> Episodes:
     threads = thread_table(trace, None)
     sync = sync_point_counts(trace, threads["pid"].to_numpy())
-    names = ", ".join(f"{k} {v}" for k, v in sync.items() if not k.startswith("kvm_msr_")) or "none"
-    warnings.append("no kvm_exit events: exit-level replay impossible (this KVM or this recording does "
-                    "not fire kvm_exit/kvm_entry); only sync-point events are counted: " + names)
+    names = sync_names(sync)
+    warnings.append(WARN["no_exits"](names))
     return Episodes(pl.DataFrame(schema={"exit_row": pl.Int64}), threads, None, {}, warnings, sync, span)
 
 
@@ -141,11 +199,10 @@ def _timing(trace: Trace, p: Pairing, ent: dict, ts: np.ndarray, exit_cpu: np.nd
     neg = int((paired & (ent["latency"] < 0)).sum())
     counts["out_of_order"] = neg + int(trace.meta.extra.get("ts_inversions") or 0)
     if neg:
-        warnings.append(f"{neg} episodes whose entry precedes the exit (timestamps out of order)")
+        warnings.append(WARN["entries_before_exit"](neg))
     counts["episodes_crossing_dropped_events"] = int(crosses.sum())
     if crosses.any():
-        warnings.append(f"{int(crosses.sum())} episodes cross dropped events: their attached events (and "
-                        "sync points) may be incomplete (see crosses_drop)")
+        warnings.append(WARN["episodes_crossing_dropped_events"](int(crosses.sum())))
     cols = {"entry_row": nullable(ent["entry_row"], paired), "entry_cpu": nullable(ent["entry_cpu"], paired),
             "latency_ns": nullable(ent["latency"], paired)}
     return {"cols": cols, "migrated": migrated, "crosses": crosses}
@@ -169,15 +226,14 @@ def _first_entry_notes(trace: Trace, first: dict, counts: dict, warnings: list[s
     kinds = np.bincount(first["kind"], minlength=len(FIRST_KINDS))
     counts.update({f"first_entries_{k}": int(v) for k, v in zip(FIRST_KINDS, kinds)})
     if kinds[FIRST_KINDS.index("assumed")]:
-        warnings.append("kvm_fpu not recorded: each vCPU thread's first kvm_entry is assumed to start KVM_RUN "
-                        "(a vcpu_load); record kvm/kvm_fpu to tell")
+        warnings.append(ABSENT["kvm_fpu"])
     if kinds[FIRST_KINDS.index("mid_exit")]:
-        warnings.append(f"{int(kinds[FIRST_KINDS.index('mid_exit')])} vCPU threads were already inside KVM_RUN "
-                        "when the trace began (first kvm_entry with no kvm_fpu load before it): not counted as loads")
+        warnings.append(WARN["first_entries_mid_exit"](int(kinds[FIRST_KINDS.index("mid_exit")])))
 
 
 def _user_returns(trace: Trace, p: Pairing, ex: pa.Table, att, ent: dict, flags: dict, moved: np.ndarray,
-                  first: dict, vm_of_code: np.ndarray, carry: dict | None, counts: dict, warnings: list[str]) -> dict:
+                  first: dict, vm_of_code: np.ndarray, carry: Carry | None, cut: int, counts: dict,
+                  warnings: list[str]) -> dict:
     """Marks per CPU (userreturn.py) for every load, put, return to user mode and loss."""
     n = ex.num_rows
     exit_cpu, exit_row = column(ex, "cpu", np.int32), column(ex, "row", np.int64)
@@ -190,7 +246,7 @@ def _user_returns(trace: Trace, p: Pairing, ex: pa.Table, att, ent: dict, flags:
     idx = np.arange(n)
     first_load = np.isin(first["kind"], [FIRST_KINDS.index(k) for k in FIRST_LOADS])
     fidx = np.arange(first["code"].size)
-    start = running_at_start(p, ex, first["code"])
+    start = running_at_start(p, ex, first["code"], carry.started if carry is not None else None)
     first_exit_ep = np.searchsorted(exit_row, start["row"])
     parts = [
         ur.marks(exit_cpu[put], put_row[put], ur.PUT, p.exit_code[put], ep=idx[put]),
@@ -201,26 +257,39 @@ def _user_returns(trace: Trace, p: Pairing, ex: pa.Table, att, ent: dict, flags:
         ur.marks(first["cpu"][~first_load], first["row"][~first_load], ur.ARM, first["code"][~first_load],
                  first=fidx[~first_load]),
         ur.marks(start["cpu"], start["row"], ur.ARM, start["code"], ep=first_exit_ep),
-        ur.user_return_marks(trace, p.upids, ur.run_state(trace, p.upids)),
     ]
+    run = ur.run_state(trace, p.upids, streamed.run_markers(carry, p.upids))
+    parts.append(ur.user_return_marks(trace, p.upids, run))
+    initial = None
+    if carry is not None:
+        parts.append(streamed.marks_back(carry.future, p.upids, exit_row))
+        initial = streamed.marks_back(carry.user_return, p.upids, exit_row)
     drops = [d for d in trace.meta.dropped if d.row is not None]
     if drops:
         parts.append(ur.marks(np.array([d.cpu for d in drops]), np.array([d.row for d in drops]), ur.LOSS))
-    res = ur.infer(pl.concat(parts), vm_of_code, (carry or {}).get("user_return"))
+    m = pl.concat(parts)
+    res = ur.infer(m, vm_of_code, initial, cut)
+    own = res.fired["row"] < cut
+    late = res.fired.filter(own & (pl.col("ep") <= -2))
+    res.fired = res.fired.filter(own & (pl.col("ep") >= -1))
     uret_state = np.full(n, -1, np.int8)
     ls = res.load_state.filter(pl.col("ep") >= 0)
     uret_state[ls["ep"].to_numpy()] = ls["state"].to_numpy()
+    prev = np.full(n, -1, np.int64)
+    prev[ls["ep"].to_numpy()] = np.where(ls["prev"].to_numpy() >= 0, p.upids[np.maximum(ls["prev"].to_numpy(), 0)], -1)
     fired_ep = res.fired.filter(pl.col("ep") >= 0)["ep"].to_numpy()
-    counts.update(user_returns=res.urets_fired,
+    counts.update(user_returns=int(own.sum()),
                   user_returns_after_loss=int(res.fired["unknown"].sum()) if res.fired.height else 0)
     blind = ur.cpus_without_sched_switch(trace, exit_cpu)
     if blind and trace.has("sched_switch"):
-        warnings.append(f"no sched_switch recorded on CPU {', '.join(map(str, blind))}: returns to user mode there "
-                        "are seen only at KVM_RUN returns; after a preemption or blocking they are unknown")
+        warnings.append(WARN["cpus_without_sched_switch"](blind))
     return {"uret_state": nullable(uret_state, uret_state >= 0),
+            "uret_prev_pid": nullable(prev.astype(np.int32), uret_state >= ur.OTHER_VCPU),
             "user_returns": np.bincount(fired_ep, minlength=n).astype(np.uint16),
             "first": first, "first_state": res.load_state.filter(pl.col("first") >= 0),
-            "fired_elsewhere": res.fired.filter(pl.col("ep") < 0), "final": res.final}
+            "fired_elsewhere": res.fired.filter(pl.col("ep") < 0), "final": res.final, "marks": m, "run": run,
+            "late": late.group_by("ep").len().select(
+                (-pl.col("ep") - 2).alias("exit_row"), pl.col("len").cast(pl.Int64).alias("count"))}
 
 
 def _extra_frame(returns: dict, p: Pairing, threads: pl.DataFrame) -> pl.DataFrame:
@@ -230,6 +299,10 @@ def _extra_frame(returns: dict, p: Pairing, threads: pl.DataFrame) -> pl.DataFra
     state = np.full(m, -1, np.int8)
     fs = returns["first_state"]
     state[fs["first"].to_numpy()] = fs["state"].to_numpy()
+    prev = np.full(m, -1, np.int64)
+    pv = fs["prev"].to_numpy()
+    prev[fs["first"].to_numpy()] = np.where(pv >= 0, p.upids[np.maximum(pv, 0)], -1)
+    prev[state < 2] = -1
     other = returns["fired_elsewhere"]
     per_first = np.bincount(other.filter(pl.col("first") >= 0)["first"].to_numpy(), minlength=m)
     loose = other.filter(pl.col("first") < 0)["code"].to_numpy()
@@ -238,6 +311,9 @@ def _extra_frame(returns: dict, p: Pairing, threads: pl.DataFrame) -> pl.DataFra
         "first_kind": [FIRST_KINDS[k] for k in first["kind"]] + [None] * loose.size,
         "uret_state": np.concatenate([state, np.full(loose.size, -1, np.int8)]),
         "user_returns": np.concatenate([per_first, np.ones(loose.size, np.int64)]),
-    }, schema_overrides={"pid": pl.Int32, "first_kind": pl.Utf8, "uret_state": pl.Int8, "user_returns": pl.Int64})
+        "uret_prev_pid": np.concatenate([prev, np.full(loose.size, -1, np.int64)]),
+    }, schema_overrides={"pid": pl.Int32, "first_kind": pl.Utf8, "uret_state": pl.Int8, "user_returns": pl.Int64,
+                         "uret_prev_pid": pl.Int32})
     rows = rows.join(threads.select("pid", "vcpu", "vm"), on="pid", how="left")
-    return rows.with_columns(pl.col("uret_state").replace(-1, None)).select(list(EXTRA_SCHEMA))
+    return rows.with_columns(pl.col("uret_state").replace(-1, None),
+                             pl.col("uret_prev_pid").replace(-1, None)).select(list(EXTRA_SCHEMA))

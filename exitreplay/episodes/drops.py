@@ -24,7 +24,7 @@ def crossing_drops(trace: Trace, start: np.ndarray, cpu: np.ndarray, entry_ts: n
     end = np.where(paired, entry_ts, BIG)
     for c in sorted({d.cpu for d in drops}):
         rows_c = np.flatnonzero(ev_cpu == c)
-        marks = np.array(sorted(d.row for d in drops if d.cpu == c), np.int64)
+        marks = np.array(sorted(d.row - trace.row_base for d in drops if d.cpu == c), np.int64)
         prev = np.searchsorted(rows_c, marks, "left") - 1
         w_lo = np.where(prev >= 0, ev_ts[rows_c[np.maximum(prev, 0)]], np.iinfo(np.int64).min)
         w_hi = ev_ts[marks]

@@ -49,10 +49,11 @@ def empty_entries() -> pa.Table:
                      "cpu": pa.array([], pa.int32()), "pid": pa.array([], pa.int32())})
 
 
-def pair(ex: pa.Table, en: pa.Table) -> Pairing:
+def pair(ex: pa.Table, en: pa.Table, known: np.ndarray | None = None) -> Pairing:
+    """known: pids of vCPU threads seen before this window (they get thread codes too)."""
     n = ex.num_rows
     ex_row, ex_pid = column(ex, "row", np.int64), column(ex, "pid", np.int32)
-    upids = unique([ex_pid, column(en, "pid", np.int32)])
+    upids = unique([ex_pid, column(en, "pid", np.int32), *([known.astype(np.int32)] if known is not None else [])])
     exit_code = codes(upids, ex_pid)
     o = thread_order(exit_code)
     exit_keys = keys(exit_code[o], ex_row[o])

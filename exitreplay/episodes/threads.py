@@ -25,15 +25,22 @@ def summary(pid: np.ndarray, first_row: np.ndarray, events: np.ndarray, vid: pa.
                         schema_overrides={"vid": pl.Int64})
 
 
-def thread_table(trace: Trace, summaries: list[pl.DataFrame | None] | None) -> pl.DataFrame:
+def thread_table(trace: Trace, summaries: list[pl.DataFrame | None] | None,
+                 known: pl.DataFrame | None = None) -> pl.DataFrame:
     """vCPU threads with their vCPU id and VM.
 
     vCPU id: the tracepoints' vcpu_id where recorded, else "CPU N/KVM" in the thread's name, else
     the order of first appearance (as `perf kvm` does). VM: sched_switch carries no tgid, so
     threads are grouped by pid order: QEMU creates a VM's vCPU threads one after another, so a vCPU
     id that does not grow starts a new VM. The VM is named by its lowest vCPU thread pid.
+    known: the threads of earlier windows of a streamed trace (pid, first_row, comm, vid): the
+    rules above apply to them and this window's threads together.
     """
     parts = [p for p in summaries or [] if p is not None]
+    if known is not None and known.height:
+        parts.append(known.select(pl.col("pid").cast(pl.Int64), pl.col("first_row").cast(pl.Int64),
+                                  pl.lit(0, pl.Int64).alias("events"), pl.col("vid").cast(pl.Int64),
+                                  pl.lit(0, pl.Int64).alias("_is_exit"), pl.lit(0, pl.Int64).alias("_run_starts")))
     for name in VCPU_EVENTS:
         if not trace.has(name) or (summaries is not None and name in ("kvm_exit", "kvm_entry")):
             continue
@@ -60,8 +67,16 @@ def thread_table(trace: Trace, summaries: list[pl.DataFrame | None] | None) -> p
         pl.col("vid").drop_nulls().first(),  # the first table (by first row) that carries it
         (pl.col("events") * pl.col("_is_exit")).sum().alias("exits"),
         pl.col("_run_starts").sum().alias("first_entries"))
-    comm = trace.events.column("comm").take(pa.array(base["first_row"].to_numpy()))
-    base = base.with_columns(pl.from_arrow(comm.cast(pa.string())).alias("comm"))
+    fr = base["first_row"].to_numpy() - trace.row_base
+    here = fr >= 0  # threads first seen in an earlier window keep the name they had there
+    comm = np.full(fr.size, None, object)
+    if here.any():
+        comm[here] = trace.events.column("comm").take(pa.array(fr[here])).cast(pa.string()).to_numpy(
+            zero_copy_only=False)
+    if known is not None and (~here).any():
+        names = dict(zip(known["pid"].to_list(), known["comm"].to_list()))
+        comm[~here] = [names.get(p) for p in base["pid"].to_numpy()[~here].tolist()]
+    base = base.with_columns(pl.Series("comm", comm.tolist(), pl.Utf8))
     base = base.sort("first_row").with_columns(
         pl.coalesce(pl.col("vid"), pl.col("comm").str.extract(r"CPU (\d+)/KVM", 1).cast(pl.Int64),
                     (pl.int_range(pl.len()).cast(pl.Int64))).alias("vcpu"))

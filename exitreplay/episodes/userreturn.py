@@ -80,13 +80,19 @@ def user_return_marks(trace: Trace, upids: np.ndarray, in_run: Callable[[np.ndar
     return pl.concat(parts) if parts else marks(np.zeros(0), np.zeros(0), URET)
 
 
-def run_state(trace: Trace, upids: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def run_state(trace: Trace, upids: np.ndarray, carried: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """A function (thread code, row) -> whether that vCPU thread is inside KVM_RUN then.
 
     Inside: its last marker before the row is a kvm_entry/kvm_exit or a KVM_RUN start (kvm_fpu
     load); outside: a kvm_userspace_exit. With no marker before, the next one decides: an entry,
-    exit or userspace exit means it was inside; a KVM_RUN start means it was not."""
+    exit or userspace exit means it was inside; a KVM_RUN start means it was not.
+    carried: (thread codes, marker kinds) of an earlier window, placed just before this one.
+    The function's `last_kind(cut)` gives (codes, kinds) of each thread's last marker before a row."""
     parts = []
+    if carried is not None and carried[0].size:
+        row0 = max(trace.row_base - 1, 0)
+        parts.append((carried[0].astype(np.int64) << (_ROW_BITS + 2)) | (row0 << 2) | carried[1].astype(np.int64))
     for name, kind in (("kvm_entry", IN_RUN), ("kvm_exit", IN_RUN), ("kvm_userspace_exit", RUN_END),
                        ("kvm_fpu", RUN_START)):
         if not trace.has(name):
@@ -113,20 +119,34 @@ def run_state(trace: Trace, upids: np.ndarray) -> Callable[[np.ndarray, np.ndarr
         prev_in = same_prev & (mkind[np.maximum(p, 0)] != RUN_END)
         next_says_in = ~same_prev & same_next & (mkind[nx] != RUN_START)
         return (qcode >= 0) & (prev_in | next_says_in)
+
+    def last_kind(cut: int) -> tuple[np.ndarray, np.ndarray]:
+        keep = ((mk & ((1 << _ROW_BITS) - 1)) < cut) if mk.size else np.zeros(0, bool)
+        k, kk = mk[keep] >> _ROW_BITS, mkind[keep]
+        last = np.flatnonzero(np.append(k[1:] != k[:-1], True)) if k.size else np.zeros(0, np.int64)
+        return k[last], kk[last]
+    in_run.last_kind = last_kind  # type: ignore[attr-defined]
     return in_run
 
 
-def infer(m: pl.DataFrame, vm_of_code: np.ndarray, initial: pl.DataFrame | None = None) -> UserReturns:
+def infer(m: pl.DataFrame, vm_of_code: np.ndarray, initial: pl.DataFrame | None = None,
+          cut: int | None = None) -> UserReturns:
     """Replay each CPU's marks (see the module docstring): one sort and running maxima of mark
     indices, no loop per mark. `initial`: per CPU, the last state-setting mark of a previous
-    window (cpu, kind, code), as UserReturns.final gives it."""
+    window (cpu, kind, code), as UserReturns.final gives it. `cut`: `final` is the state before
+    that row (a streamed view hands on the state where the next view starts), else at the end."""
     if initial is not None and initial.height:
-        # Row -1: before every mark of this window; they set state but are no loads or returns.
-        m = pl.concat([initial.select(pl.col("cpu").cast(pl.Int32), pl.lit(-1, pl.Int64).alias("row"),
-                                      pl.col("kind").cast(pl.Int8), pl.col("code").cast(pl.Int32),
-                                      pl.lit(-1, pl.Int64).alias("ep"), pl.lit(-1, pl.Int64).alias("first")), m])
+        # Negative rows: before every mark of this window (the state mark at -2, the CPU's last
+        # put after it at -1); they set state but are no loads or returns.
+        cols = initial.columns
+        m = pl.concat([initial.select(
+            pl.col("cpu").cast(pl.Int32),
+            (pl.col("row") if "row" in cols else pl.lit(-1)).cast(pl.Int64).alias("row"),
+            pl.col("kind").cast(pl.Int8), pl.col("code").cast(pl.Int32),
+            (pl.col("ep") if "ep" in cols else pl.lit(-1)).cast(pl.Int64).alias("ep"),
+            (pl.col("first") if "first" in cols else pl.lit(-1)).cast(pl.Int64).alias("first")), m])
     cpu, row, kind = (m[c].to_numpy() for c in ("cpu", "row", "kind"))
-    o = np.argsort((cpu.astype(np.int64) << 44) | ((row + 1) << 3) | kind, kind="stable")
+    o = np.argsort((cpu.astype(np.int64) << 44) | ((row + 3) << 3) | kind, kind="stable")  # carried rows are -2, -1
     cpu, kind, carried = cpu[o], kind[o], row[o] < 0
     code, ep, first = (m[c].to_numpy()[o] for c in ("code", "ep", "first"))
     vm = np.where(code >= 0, vm_of_code[np.clip(code, 0, max(vm_of_code.size - 1, 0))] if vm_of_code.size else -1, -1)
@@ -139,19 +159,44 @@ def infer(m: pl.DataFrame, vm_of_code: np.ndarray, initial: pl.DataFrame | None 
     is_load, is_uret = (kind == LOAD) & ~carried, (kind == URET) & ~carried
     host = (p < 0) | np.isin(p_kind, [URET, LOSS])
     load_state = np.select([host, code[pc] == code, vm[pc] == vm], [HOST, SAME, OTHER_VCPU], OTHER_VM)
-    loads = pl.DataFrame({"ep": ep[is_load], "first": first[is_load], "state": load_state[is_load].astype(np.int8)})
+    prev = np.where(p >= 0, code[pc], -1)  # whose values the CPU held (for a stream's later VM map)
+    loads = pl.DataFrame({"ep": ep[is_load], "first": first[is_load], "state": load_state[is_load].astype(np.int8),
+                          "prev": prev[is_load].astype(np.int32)})
     fired = is_uret & (p >= 0) & np.isin(p_kind, [LOAD, ARM, LOSS])
     # The put that let the CPU run other tasks (if it came after the arming mark), else the
     # episode or first entry that armed it.
     by_put = (put > p) & (put >= 0)
+    srow = row[o]
     fired_df = pl.DataFrame({"ep": np.where(by_put, ep[np.maximum(put, 0)], ep[pc])[fired],
                              "first": np.where(by_put, -1, first[pc])[fired], "code": code[pc][fired],
-                             "unknown": (p_kind == LOSS)[fired]})
-    last = np.flatnonzero(np.append(cpu[1:] != cpu[:-1], True)) if cpu.size else np.zeros(0, np.int64)
-    fin = _last_before(np.where(state, idx, -1), cpu, inclusive=True)[last]
-    ok = fin >= 0
-    final = pl.DataFrame({"cpu": cpu[last][ok], "kind": kind[fin[ok]], "code": code[fin[ok]]})
+                             "unknown": (p_kind == LOSS)[fired], "row": srow[fired]})
+    final = _final(cpu, kind, code, ep, first, state, srow, cut)
     return UserReturns(loads, fired_df, final, int(is_uret.sum()), int(fired.sum()))
+
+
+def _final(cpu, kind, code, ep, first, state, row, cut) -> pl.DataFrame:
+    """Per CPU: its last state-setting mark before `cut` (row -2) and the last put after it
+    (row -1), as `infer`'s `initial` takes them."""
+    before = row < cut if cut is not None else np.ones(row.size, bool)
+    idx = np.arange(kind.size)
+    last = np.flatnonzero(np.append(cpu[1:] != cpu[:-1], True)) if cpu.size else np.zeros(0, np.int64)
+    # The last position before the cut on each CPU: marks are sorted by (cpu, row).
+    upto = np.where(before, idx, -1)
+    fin = _last_before(np.where(state & before, idx, -1), cpu, inclusive=True)
+    put = _last_before(np.where((kind == PUT) & before, idx, -1), cpu, inclusive=True)
+    end = _last_before(upto, cpu, inclusive=True)[last]
+    ok = end >= 0
+    f, pt = fin[last][ok], put[last][ok]
+    has_s, has_p = f >= 0, (pt >= 0) & (pt > f)
+    fs, ps = np.maximum(f, 0), np.maximum(pt, 0)
+    c = cpu[last][ok]
+    rows = [pl.DataFrame({"cpu": c[has_s], "row": np.full(int(has_s.sum()), -2, np.int64),
+                          "kind": kind[fs][has_s], "code": code[fs][has_s], "ep": ep[fs][has_s],
+                          "first": first[fs][has_s]}),
+            pl.DataFrame({"cpu": c[has_p], "row": np.full(int(has_p.sum()), -1, np.int64),
+                          "kind": np.full(int(has_p.sum()), PUT, np.int8), "code": code[ps][has_p],
+                          "ep": ep[ps][has_p], "first": first[ps][has_p]})]
+    return pl.concat(rows, how="vertical_relaxed")
 
 
 def _last_before(marked: np.ndarray, cpu: np.ndarray, inclusive: bool = False) -> np.ndarray:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -26,33 +26,79 @@ from .perf_file import PerfFile
 from .perf_order import delivery_order
 from .perf_samples import id_pos, is_pos, record_ids, sample_values, trailer_values, uint_field
 from .perf_tracing import PERF_CLOCK, TracingData
-from .tracedat import Decoder, _assemble, emit_warnings, lost_warning, thread_pool
+from .tracedat import Decoder, _assemble, emit_warnings, lost_warning, thread_pool, unknown_warning
 
 IDLE_COMM = "swapper"  # perf's name for tid 0 (util/session.c, perf_session__register_idle_thread)
 
 
 def read(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> Trace:
-    path = os.fspath(path)
-    pf = PerfFile(path)
+    st = _Prepared(os.fspath(path), progress)
+    with thread_pool(size=st.ev["cols"]["ts"].size) as pool:
+        events, tables, counts = _assemble(st.dec, st.ev["cols"], st.pf.data, pool)
+    warn = st.finish_warnings()
     if progress:
-        progress(pf.data_bytes // 2, max(pf.data_bytes, 1))
-    rec = _record_values(pf)
-    order = _delivery(pf, rec)
-    td = TracingData(pf.tracing_blob, path)
-    dec = Decoder(td, td.buffers[0])
-    ev = _events(pf, rec, order, dec)
-    warn = pf.warnings + td.warnings + dec.warnings + rec["warnings"]
-    dropped = _dropped(pf, rec, order, ev)
-    lw = lost_warning(dropped)
-    if lw:
-        warn.append(lw)
-    with thread_pool() as pool:
-        events, tables, counts = _assemble(dec, ev["cols"], pf.data, pool)
-    warn += [w for w in dec.warnings if w not in warn]
-    emit_warnings(path, warn)
+        progress(st.pf.data_bytes, max(st.pf.data_bytes, 1))
+    return Trace(events, tables, _meta(st.pf, st.td, st.dropped, warn, counts, st.ev))
+
+
+def windows(path: str | os.PathLike, window_events: int, only: set[str] | None = None,
+            progress: Callable[[int, int], None] | None = None) -> Iterator[Trace]:
+    """The events in windows of `window_events`, each decoded on its own (rows: the file's).
+
+    Delivery order is a property of the whole file (a FINISHED_ROUND flush may deliver a record
+    from any earlier round), so the records' index, times and order are computed for the whole
+    file first; the Arrow events and the per-event tables exist for one window at a time."""
+    st = _Prepared(os.fspath(path), progress)
+    cols, n = st.ev["cols"], st.ev["cols"]["ts"].size
+    rows = np.array([n if d.row is None else d.row for d in st.dropped], np.int64)
+    bounds = list(range(0, n, window_events)) + [n] if n else [0, 0]
+    unknown: set[int] = set()
+    for j in range(len(bounds) - 1):
+        lo, hi = bounds[j], bounds[j + 1]
+        last = j == len(bounds) - 2
+        part = {k: v[lo:hi] for k, v in cols.items() if k not in ("type_counts", "flags_valid")}
+        part["type_counts"] = np.bincount(part["type_id"], minlength=1)
+        if cols.get("flags_valid") is not None:
+            part["flags_valid"] = cols["flags_valid"][lo:hi]
+        with thread_pool(size=hi - lo) as pool:
+            events, tables, counts = _assemble(st.dec, part, st.pf.data, pool, row_base=lo, only=only,
+                                               unknown_out=unknown)
+        if last and unknown:
+            st.dec.warnings.append(unknown_warning(list(unknown)))
+        warn = st.finish_warnings() if last else list(st.warn)
+        keep = (rows >= lo) & ((rows < hi) | last)
+        dropped = [d for d, k in zip(st.dropped, keep.tolist()) if k]
+        meta = _meta(st.pf, st.td, dropped, warn, counts, st.ev)
+        meta.first_ts = meta.last_ts = None
+        yield Trace(events, tables, meta, row_base=lo)
     if progress:
-        progress(pf.data_bytes, max(pf.data_bytes, 1))
-    return Trace(events, tables, _meta(pf, td, dropped, warn, counts, ev))
+        progress(st.pf.data_bytes, max(st.pf.data_bytes, 1))
+
+
+class _Prepared:
+    """A perf.data read up to its events columns: records, delivery order, task names, losses."""
+
+    def __init__(self, path: str, progress):
+        self.pf = pf = PerfFile(path)
+        if progress:
+            progress(pf.data_bytes // 2, max(pf.data_bytes, 1))
+        self.rec = _record_values(pf)
+        order = _delivery(pf, self.rec)
+        self.td = TracingData(pf.tracing_blob, path)
+        self.dec = Decoder(self.td, self.td.buffers[0])
+        self.ev = _events(pf, self.rec, order, self.dec)
+        self.warn = pf.warnings + self.td.warnings + self.dec.warnings + self.rec["warnings"]
+        self.dropped = _dropped(pf, self.rec, order, self.ev)
+        lw = lost_warning(self.dropped)
+        if lw:
+            self.warn.append(lw)
+
+    def finish_warnings(self) -> list[str]:
+        """Every warning, once the events are assembled (formats parse as they are met); emitted."""
+        warn = list(self.warn)
+        warn += [w for w in self.td.warnings + self.dec.warnings if w not in warn]
+        emit_warnings(self.pf.path, warn)
+        return warn
 
 
 # -- 2. values of every kernel record ----------------------------------------------------------------

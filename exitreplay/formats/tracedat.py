@@ -43,9 +43,18 @@ PID_LUT_MAX = 1 << 22
 COMMON = ("common_type", "common_flags", "common_preempt_count", "common_pid")
 
 
+# Below this many events (or bytes of pages) work runs on the calling thread: starting and
+# joining a pool costs more than it saves.
+PARALLEL_MIN = 1 << 16
+PAGE_BYTES_PER_EVENT = 16  # to size work from page bytes before the events are counted
+
+
 @contextlib.contextmanager
-def thread_pool(workers: int | None = None) -> Iterator[ThreadPoolExecutor | None]:
+def thread_pool(workers: int | None = None, size: int | None = None) -> Iterator[ThreadPoolExecutor | None]:
+    """A pool of `workers` threads (default WORKERS), or None for work of `size` < PARALLEL_MIN."""
     workers = WORKERS if workers is None else workers
+    if size is not None and size < PARALLEL_MIN:
+        workers = 1
     if workers <= 1:
         yield None
         return
@@ -116,9 +125,9 @@ class Decoder:
         self.tdf, self.buf = tdf, buf
         self.path = tdf.path
         self.endian, self.long_size = tdf.endian, tdf.long_size
-        self.formats = tdf.formats
-        self.names = table_names(self.formats)
-        any_fmt = next(iter(self.formats.values()), None)
+        self.formats = tdf.formats  # a FormatIndex: each format parsed when its events are decoded
+        self._names: dict[int, tuple[str, str | None]] = {}
+        any_fmt = self.formats.first()
         common = {f.name: f for f in any_fmt.common_fields} if any_fmt else {}
         self.common = [common[n] for n in COMMON if n in common]
         self.warnings: list[str] = []
@@ -261,10 +270,11 @@ class Decoder:
 
     def name_of(self, tid: int) -> tuple[str, str | None]:
         """(table/event name, system) of an event id; unknown ids keep a name, never dropped."""
-        fmt = self.formats.get(tid)
-        if fmt is None:
-            return f"unknown_{tid}", None
-        return self.names[tid], fmt.system
+        if tid not in self._names:
+            fmt = self.formats.get(tid)
+            self._names[tid] = ((f"unknown_{tid}", None) if fmt is None
+                                else (self.formats.table_name(tid), fmt.system))
+        return self._names[tid]
 
     def meta(self, dropped: list[Dropped], warn: list[str], events_per_cpu: dict[int, int],
              event_counts: dict[str, int]) -> TraceMeta:
@@ -339,6 +349,10 @@ def lost_warning(dropped: list[Dropped]) -> str | None:
         f"CPU {c}: {v if v else 'unknown number'}" for c, v in sorted(tot.items()))
 
 
+def unknown_warning(ids: list[int]) -> str:
+    return f"events with unknown format ids {sorted(ids)[:10]} kept as unknown_<id>"
+
+
 def emit_warnings(path: str, warn: list[str], stacklevel: int = 3) -> None:
     for w in warn:
         if "truncated" in w or "corrupt" in w:
@@ -384,7 +398,7 @@ def read(path: str | os.PathLike, progress: Callable[[int, int], None] | None = 
 def _read(path: str, tdf: TraceDatFile, bidx: int, buf: Buffer, progress) -> Trace:
     dec = Decoder(tdf, buf)
     warn: list[str] = []
-    with thread_pool() as pool:
+    with thread_pool(size=sum(cd.size for cd in buf.cpus) // PAGE_BYTES_PER_EVENT) as pool:
         data, spans = tdf.buffer_data(bidx, pool)
         off_dtype = np.uint32 if data.size < (1 << 32) else np.int64
 
@@ -509,8 +523,14 @@ def system_array(code: np.ndarray, code_arr: pa.Array, systems: list[str | None]
     return _dict_array(code_arr, [s or "" for s in systems])
 
 
-def _assemble(dec: Decoder, cols: dict, data: np.ndarray, pool) -> tuple[pa.Table, dict, dict[str, int]]:
-    """Arrow events table (zero-copy over the columns) and lazy per-type table builders."""
+def _assemble(dec: Decoder, cols: dict, data: np.ndarray, pool, row_base: int = 0,
+              only: set[str] | None = None, unknown_out: set[int] | None = None
+              ) -> tuple[pa.Table, dict, dict[str, int]]:
+    """Arrow events table (zero-copy over the columns) and lazy per-type table builders.
+
+    `row_base`: the `row` of the columns' first event (a window of a longer trace); `only`: build
+    tables for these names alone; `unknown_out`: collect ids without a format there instead of
+    warning (a streamed file warns once, at its end)."""
     tid = cols.pop("type_id")
     counts = cols.pop("type_counts")
     present = np.flatnonzero(counts)
@@ -530,8 +550,10 @@ def _assemble(dec: Decoder, cols: dict, data: np.ndarray, pool) -> tuple[pa.Tabl
         list(pool.map(remap, range(0, tid.size, step)))
     named = [dec.name_of(int(t)) for t in present]
     unknown = [int(t) for t in present if int(t) not in dec.formats]
-    if unknown:
-        dec.warnings.append(f"events with unknown format ids {unknown[:10]} kept as unknown_<id>")
+    if unknown_out is not None:
+        unknown_out.update(unknown)
+    elif unknown:
+        dec.warnings.append(unknown_warning(unknown))
     code_arr = pa.array(code, pa.int32())
     comm = cols["comm"]
     comm_arr = pa.array(comm, pa.int32(), mask=comm < 0) if (comm < 0).any() else pa.array(comm, pa.int32())
@@ -551,11 +573,14 @@ def _assemble(dec: Decoder, cols: dict, data: np.ndarray, pool) -> tuple[pa.Tabl
 
     def factory(k: int, t: int) -> Callable[[], pa.Table]:
         def build() -> pa.Table:
-            with thread_pool() as tpool:
-                return dec.table(t, groups.rows(k, tpool), 0, ts, cpu, pid, data, off, size, tpool)
+            with thread_pool(size=int(counts[t])) as tpool:
+                return dec.table(t, groups.rows(k, tpool), row_base, ts, cpu, pid, data, off, size, tpool)
         return build
 
-    tables = {nm: factory(k, int(t)) for k, (t, (nm, _)) in enumerate(zip(present, named))}
+    tables = {nm: factory(k, int(t)) for k, (t, (nm, _)) in enumerate(zip(present, named))
+              if only is None or nm in only}
+    if only is not None:
+        groups.left &= {k for k, (_, (nm, _)) in enumerate(zip(present, named)) if nm in only}
     event_counts = {nm: int(counts[t]) for t, (nm, _) in zip(present, named)}
     return events, tables, event_counts
 

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import mmap
 import os
+import re
 import struct
 import zlib
 from functools import cached_property
@@ -21,13 +22,12 @@ import numpy as np
 from ..errors import TraceError
 from . import limits
 from .eventformat import (
-    EventFormat,
     HeaderEvent,
     HeaderPage,
-    parse_format,
     parse_header_event,
     parse_header_page,
 )
+from .formatindex import FormatIndex
 
 MAGIC = b"\x17\x08\x44tracing"
 SUPPORTED_VERSIONS = (6, 7)
@@ -97,7 +97,15 @@ def _inflate(kind: str, blob, limit: int, partial: bool) -> bytes:
             raise
     import zstandard
 
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob))
+    dctx = zstandard.ZstdDecompressor()
+    if not partial:  # one call, no copies; anything unusual is left to the stream below
+        try:
+            out = dctx.decompress(blob, max_output_size=limit + 1)
+        except zstandard.ZstdError:
+            out = None
+        if out is not None and len(out) == limit:
+            return out
+    reader = dctx.stream_reader(io.BytesIO(blob))
     parts, got = [], 0
     while got <= limit:
         try:
@@ -143,6 +151,43 @@ class Buffer:
     section_offset: int | None = None
 
 
+# "pid comm" lines of the saved cmdlines (a pid is at most 11 digits; see _cmdlines_by_line)
+_CMDLINE = re.compile(r"^\t*([0-9]{1,11})\t*(?: ([^\n]*))?$", re.M)
+_CONTENT_LINE = re.compile(r"^[ \t]*[^ \t\n]", re.M)
+
+
+def _cmdlines_by_line(text: str) -> tuple[dict[int, str], int]:
+    """pid -> comm of every "pid comm" line (comm: after the first space), and the other
+    non-blank lines."""
+    out: dict[int, str] = {}
+    bad = 0
+    for line in text.splitlines():
+        pid, _, comm = line.partition(" ")
+        pid = pid.strip()
+        if pid.isascii() and pid.isdigit() and len(pid) < 12 and int(pid) <= limits.MAX_PID:
+            out[int(pid)] = comm
+        elif line.strip():
+            bad += 1
+    return out, bad
+
+
+def _cmdlines_plain(text: str) -> tuple[dict[int, str], int] | None:
+    """_cmdlines_by_line's answer by two regex passes, for a text whose only line break and only
+    whitespace besides the space are \\n and \\t (else None)."""
+    if not text.isascii() or any(ch in text for ch in "\r\x0b\x0c\x1c\x1d\x1e\x1f"):
+        return None
+    pairs = _CMDLINE.findall(text)
+    out = {int(p): c for p, c in pairs}  # a pid given twice: the later line wins, as line by line
+    big = [p for p, _ in pairs if int(p) > limits.MAX_PID] if max(out, default=0) > limits.MAX_PID else []
+    for p in big:
+        out.pop(int(p), None)
+    lines = text.count("\n") + (not text.endswith("\n"))
+    if len(pairs) == lines:  # every line a "pid comm" line
+        return out, len(big)
+    # A line is bad when it holds something but is not a valid "pid comm" line.
+    return out, len(_CONTENT_LINE.findall(text)) - len(pairs) + len(big)
+
+
 class _Cursor:
     def __init__(self, buf, pos: int, endian: str, path: str, what: str = "header"):
         self.buf = buf
@@ -160,6 +205,13 @@ class _Cursor:
 
     def u(self, n: int) -> int:
         return int.from_bytes(self.take(n), "little" if self.e == "<" else "big")
+
+    def skip(self, n: int) -> int:
+        """Step over n bytes (checked like take); where they began."""
+        if n < 0 or self.pos + n > len(self.buf):
+            raise _Truncated(self.what)
+        self.pos += n
+        return self.pos - n
 
     def cstr(self) -> str:
         end = self.buf.find(b"\0", self.pos)
@@ -211,8 +263,7 @@ class TraceDatFile:
         self.header_event_text = b""
         self.ftrace_formats: list[bytes] = []
         self.event_format_texts: dict[str, list[bytes]] = {}
-        self.kallsyms = b""
-        self.printk = b""
+        self.kallsyms = self.printk = b""
         self.cmdlines = b""
         self.recovered = False  # v7 data located without its BUFFER option (a cut file)
         try:
@@ -279,10 +330,10 @@ class TraceDatFile:
         self._read_event_formats(c)
         c.what = "kallsyms"
         self.sections["kallsyms"] = c.pos
-        self.kallsyms = c.take(c.u(4))
+        self.kallsyms = self._later(c, c.u(4))
         c.what = "printk formats"
         self.sections["printk"] = c.pos
-        self.printk = c.take(c.u(4))
+        self.printk = self._later(c, c.u(4))
         c.what = "cmdlines"
         self.sections["cmdlines"] = c.pos
         self.cmdlines = c.take(c.u(8))
@@ -344,10 +395,22 @@ class TraceDatFile:
 
     def _read_event_formats(self, c: _Cursor) -> None:
         nsys = c.u(4)
+        buf, end = c.buf, len(c.buf)
+        size_at = struct.Struct(c.e + "Q").unpack_from
         for _ in range(nsys):
             system = c.cstr()
             n = c.u(4)
-            self.event_format_texts.setdefault(system, []).extend(c.take(c.u(8)) for _ in range(n))
+            texts = self.event_format_texts.setdefault(system, [])
+            pos = c.pos
+            for _ in range(n):  # thousands of texts: the cursor's checks inlined
+                if pos + 8 > end:
+                    raise _Truncated(c.what)
+                start = pos + 8
+                pos = start + size_at(buf, pos)[0]
+                if pos > end:
+                    raise _Truncated(c.what)
+                texts.append(bytes(buf[start: pos]))
+            c.pos = pos
 
     # -- v7 -----------------------------------------------------------------------------------
     def _section(self, offset: int, expect_id: int | None, what: str) -> tuple[int, int, bytes]:
@@ -360,6 +423,46 @@ class TraceDatFile:
         if flags & SECTION_FLAG_COMPRESSED:
             raw = self._decompress_block(raw, what)
         return sid, flags, raw
+
+    def _check_section(self, offset: int, expect_id: int, what: str) -> None:
+        """What `_section` checks before it reads the payload: the id, the size, the expansion."""
+        c = _Cursor(self._mm, offset, self.endian, self.path, what)
+        sid, flags, _desc, size = c.u(2), c.u(2), c.u(4), c.u(8)
+        if sid != expect_id:
+            raise TraceError(self.path, f"corrupt {what}: section id {sid} where {expect_id} was expected")
+        start = c.skip(size)
+        if flags & SECTION_FLAG_COMPRESSED:
+            b = _Cursor(self._mm[start: start + min(size, 8)], 0, self.endian, self.path, what)
+            self._check_expansion(b.u(4), b.u(4), what)
+
+    def _sized(self, payload: bytes, what: str) -> bytes:
+        """A section's text after its 4-byte length."""
+        try:
+            c = _Cursor(payload, 0, self.endian, self.path, what)
+            return c.take(c.u(4))
+        except _Truncated:
+            raise TraceError(self.path, f"truncated file: it ends inside the {what}") from None
+
+    def _later(self, c: _Cursor, n: int):
+        """Step over n bytes of the map; a function that gives them when asked for."""
+        start = c.skip(n)
+        return lambda: bytes(self._mm[start: start + n])
+
+    def _blob(self, name: str) -> bytes:
+        v = self._blobs.get(name, b"")
+        if callable(v):
+            if self._mm is None or self._mm.closed:
+                raise TraceError(self.path, f"the file is closed: its {name} section was not read before")
+            v = self._blobs[name] = v()
+        return v
+
+    def _set_blob(self, name: str, value) -> None:
+        self.__dict__.setdefault("_blobs", {})[name] = value
+
+    kallsyms = property(lambda self: self._blob("kallsyms"), lambda self, v: self._set_blob("kallsyms", v),
+                        doc="The kallsyms section (read when first asked for).")
+    printk = property(lambda self: self._blob("printk"), lambda self, v: self._set_blob("printk", v),
+                      doc="The printk formats section (read when first asked for).")
 
     def _decompress_block(self, raw: bytes, what: str) -> bytes:
         c = _Cursor(raw, 0, self.endian, self.path, what)
@@ -443,6 +546,10 @@ class TraceDatFile:
             raise TraceError(self.path, f"corrupt {OPTION_NAMES[oid]} option: the {what} would be at offset "
                                         f"{off}, beyond the end of the file ({self.file_size} bytes)")
         self.sections[name] = off
+        if oid in (OPT_KALLSYMS, OPT_PRINTK):  # megabytes no reader of events needs: checked, kept for later
+            self._check_section(off, oid, what)
+            setattr(self, name, lambda: self._sized(self._section(off, oid, what)[2], what))
+            return
         _, _, payload = self._section(off, oid, what)
         c = _Cursor(payload, 0, self.endian, self.path, what)
         if oid == OPT_HEADER_INFO:
@@ -451,10 +558,6 @@ class TraceDatFile:
             self._read_ftrace_formats(c)
         elif oid == OPT_EVENT_FORMATS:
             self._read_event_formats(c)
-        elif oid == OPT_KALLSYMS:
-            self.kallsyms = c.take(c.u(4))
-        elif oid == OPT_PRINTK:
-            self.printk = c.take(c.u(4))
         else:
             self.cmdlines = c.take(c.u(8))
 
@@ -518,22 +621,12 @@ class TraceDatFile:
             raise TraceError(self.path, str(exc)) from None
 
     @cached_property
-    def formats(self) -> dict[int, EventFormat]:
-        out: dict[int, EventFormat] = {}
+    def formats(self) -> FormatIndex:
+        """{id: EventFormat}, each parsed on first use (unreadable ones warn then and are absent)."""
         texts = [("ftrace", t) for t in self.ftrace_formats]
         texts += [(s, t) for s, ts in self.event_format_texts.items() for t in ts]
         page = max([self.page_size, *(b.page_size for b in self.buffers)])
-        for system, text in texts:
-            try:
-                fmt = parse_format(text, system)
-                end = max((f.offset + f.size for f in fmt.fields), default=0)
-                if end > page:
-                    raise ValueError(f"{fmt.name}: fields reach byte {end} of a record, beyond a {page}-byte page")
-            except ValueError as exc:
-                self.warnings.append(f"unreadable event format in system {system}: {exc}")
-                continue
-            out[fmt.id] = fmt
-        return out
+        return FormatIndex(texts, page, self.warnings)
 
     def option_values(self, oid: int) -> list[bytes]:
         return [raw for i, raw in self.options if i == oid]
@@ -605,15 +698,12 @@ class TraceDatFile:
 
     @cached_property
     def cmdline_map(self) -> dict[int, str]:
-        out: dict[int, str] = {}
-        bad = 0
-        for line in self.cmdlines.decode("utf-8", "replace").splitlines():
-            pid, _, comm = line.partition(" ")
-            pid = pid.strip()
-            if pid.isascii() and pid.isdigit() and len(pid) < 12 and int(pid) <= limits.MAX_PID:
-                out[int(pid)] = comm
-            elif line.strip():
-                bad += 1
+        text = self.cmdlines.decode("utf-8", "replace")
+        fast = _cmdlines_plain(text)
+        if fast is not None:
+            out, bad = fast
+        else:
+            out, bad = _cmdlines_by_line(text)
         if bad:
             self.warnings.append(f"{bad} saved command lines without a valid pid skipped")
         return out

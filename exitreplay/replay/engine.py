@@ -153,34 +153,34 @@ def _weights(policy: Policy, costs: CostProfile, level: str = "typical") -> dict
     return {k: sum(policy.count(k, op) * costs.cycles(op, level) for op in OPERATIONS) for k in BOUNDARIES}
 
 
-def replay_all(ep: pl.DataFrame, policies: Sequence[Policy], costs: CostProfile, *,
-               extra: Mapping[str, float] | None = None, msr_traced: bool, span_ns: int, cpus: int,
-               groups: Mapping[str, list[str]] | None = None, index: GroupIndex | None = None
-               ) -> dict[str, PolicyResult]:
-    """Operations, cycles, sync causes and exposure of each policy on an episode table.
+@dataclasses.dataclass
+class Slots:
+    """Policies with the same lazy settings share their columns (one slot each)."""
+    slot: dict[Lazy, int]
+    causes: dict[tuple[Lazy, str], list[str]]  # (lazy settings, variant) -> cause names
 
-    extra: boundary counts that belong to no episode (extra_boundaries(Episodes.extra): first
-    entries and the user returns they arm). groups: name -> key columns; each result's
-    by_group[name] holds the typical cycles the policy spends per group (the extra boundaries
-    are not attributed to a group).
-    index: a grouping of the same rows by (at least) every key of `groups`, if one exists already.
-    """
-    b = ep if "b_exit" in ep.columns else boundary_frame(ep)
+
+def episode_sums(b: pl.DataFrame, policies: Sequence[Policy], msr_traced: bool | None, keys: list[str],
+                 index: GroupIndex | None = None) -> tuple[pl.DataFrame, Slots]:
+    """Every sum the replay needs, per group of `keys` (one row per distinct combination): the
+    boundary counts, each lazy slot's reads, writes and causes, the put causes and the host time
+    until each put. Sums over groups add up, so these partial sums merge across windows.
+    msr_traced None: the lazy sums both as if kvm_msr were traced (suffix "t") and not ("u"), for
+    a stream that learns only at its end whether the trace has any (results_from_sums' variant)."""
+    b = b if "b_exit" in b.columns else boundary_frame(b)
     aggs: list[pl.Expr] = [pl.col(f"b_{k}").cast(pl.Int64).sum().alias(k) for k in EPISODE_BOUNDARIES]
-    # Policies with the same lazy settings share their columns: each distinct setting is one
-    # lazy read and one lazy write column, summed with everything else in one pass.
-    lazy_aggs: list[pl.Expr] = []
-    cause_names: dict[Lazy, list[str]] = {}
-    slot: dict[Lazy, int] = {}
+    slots = Slots({}, {})
+    variants = {"": msr_traced} if msr_traced is not None else {"t": True, "u": False}
     for p in policies:
-        if p.lazy in slot:
+        if p.lazy in slots.slot:
             continue
-        i = slot[p.lazy] = len(slot)
-        any_lazy, lazy_w, causes = lazy_columns(None, p.lazy, msr_traced)
-        lazy_aggs += [(any_lazy & ~lazy_w).cast(pl.Int64).sum().alias(f"lazy_read#{i}"),
-                      lazy_w.cast(pl.Int64).sum().alias(f"lazy_write#{i}")]
-        aggs += [v.cast(pl.Int64).sum().alias(f"cause#{i}#{k}") for k, v in causes.items()]
-        cause_names[p.lazy] = list(causes)
+        i = slots.slot[p.lazy] = len(slots.slot)
+        for sfx, traced in variants.items():
+            any_lazy, lazy_w, causes = lazy_columns(None, p.lazy, traced)
+            aggs += [(any_lazy & ~lazy_w).cast(pl.Int64).sum().alias(f"lazy_read#{i}{sfx}"),
+                     lazy_w.cast(pl.Int64).sum().alias(f"lazy_write#{i}{sfx}")]
+            aggs += [v.cast(pl.Int64).sum().alias(f"cause#{i}{sfx}#{k}") for k, v in causes.items()]
+            slots.causes[(p.lazy, sfx)] = list(causes)
     until_put = pl.coalesce(pl.col("put_ts") - pl.col("ts"), pl.col("latency_ns")).clip(lower_bound=0)
     aggs += [
         pl.col("userspace").cast(pl.Int64).sum().alias("put:userspace"),
@@ -188,53 +188,56 @@ def replay_all(ep: pl.DataFrame, policies: Sequence[Policy], costs: CostProfile,
         (pl.col("blocked") & ~pl.col("userspace")).cast(pl.Int64).sum().alias("put:blocked"),
         (pl.col("migrated") & pl.col("sched_out")).cast(pl.Int64).sum().alias("put:migrated"),
         (pl.col("moved") if "moved" in b.columns else pl.lit(False)).cast(pl.Int64).sum().alias("put:unknown"),
-        until_put.sum().alias("host_until_put"),
+        until_put.sum().cast(pl.Int64).alias("host_until_put"),
         pl.when(pl.col("b_user_return") == 1).then(until_put)
-        .otherwise(pl.col("latency_ns").clip(lower_bound=0)).sum().alias("live_until_user_return"),
+        .otherwise(pl.col("latency_ns").clip(lower_bound=0)).sum().cast(pl.Int64).alias("live_until_user_return"),
     ]
-    # One pass: every sum per fine group (each distinct combination of all grouping keys); the
-    # totals and each grouping's table are sums over those few groups.
-    keys = list(dict.fromkeys(k for ks in (groups or {}).values() for k in ks))
-    sums = [pl.col(f"b_{k}").cast(pl.Int64).sum().alias(k) for k in EPISODE_BOUNDARIES]
-    if keys and b.height:
-        index = index if index is not None and set(keys) <= set(index.keys) else GroupIndex(b, keys)
-        fine = index.groups(keys)
-        per = b.with_columns(pl.Series("_g", fine.gid)).group_by("_g").agg(
-            aggs[len(sums):] + sums + lazy_aggs).sort("_g")
-        per = pl.concat([b.select(keys)[fine.rep[per["_g"].to_numpy()]], per.drop("_g")], how="horizontal")
-        tot = per.select(pl.exclude(keys).sum()).row(0, named=True)
-        grouped = {name: per.group_by(ks).agg(pl.exclude(keys).sum()) for name, ks in (groups or {}).items()}
-    else:
-        tot = b.select(aggs + lazy_aggs).row(0, named=True)
-        grouped = {}
+    if not b.height:
+        return pl.DataFrame(), slots
+    # One pass: every sum per fine group (each distinct combination of the keys).
+    index = index if index is not None and set(keys) <= set(index.keys) else GroupIndex(b, keys)
+    fine = index.groups(keys)
+    per = b.with_columns(pl.Series("_g", fine.gid)).group_by("_g").agg(aggs).sort("_g")
+    return pl.concat([b.select(keys)[fine.rep[per["_g"].to_numpy()]], per.drop("_g")], how="horizontal"), slots
+
+
+def results_from_sums(per: pl.DataFrame, keys: list[str], slots: Slots, policies: Sequence[Policy],
+                      costs: CostProfile, *, extra: Mapping[str, float] | None = None, span_ns: int, cpus: int,
+                      groups: Mapping[str, list[str]] | None = None, variant: str = "") -> dict[str, PolicyResult]:
+    """Each policy's operations, cycles, sync causes and exposure from episode_sums' table
+    (variant: "t" or "u" where it was summed with msr_traced None)."""
+    tot = per.select(pl.exclude(keys).sum()).row(0, named=True) if per.height else {}
+    grouped = {name: per.group_by(ks).agg(pl.exclude(keys).sum()) for name, ks in (groups or {}).items()} \
+        if per.height else {}
     out: dict[str, PolicyResult] = {}
     for p in policies:
-        i = slot[p.lazy]
+        i = f"{slots.slot[p.lazy]}{variant}"
         bcount = {k: float(tot.get(k) or 0) for k in EPISODE_BOUNDARIES}
-        bcount["lazy_read"] = float(tot[f"lazy_read#{i}"] or 0)
-        bcount["lazy_write"] = float(tot[f"lazy_write#{i}"] or 0)
+        bcount["lazy_read"] = float(tot.get(f"lazy_read#{i}") or 0)
+        bcount["lazy_write"] = float(tot.get(f"lazy_write#{i}") or 0)
         for k, v in (extra or {}).items():
             bcount[k] += v
         ops = {op: sum(bcount[k] * p.count(k, op) for k in BOUNDARIES) for op in OPERATIONS}
         cycles = {lvl: sum(ops[op] * costs.cycles(op, lvl) for op in OPERATIONS) for lvl in LEVELS}
 
-        sync_causes = {k: int(tot[k] or 0) for k in ("put:userspace", "put:preempted", "put:blocked",
-                                                     "put:migrated", "put:unknown")}
-        sync_causes.update({f"lazy:{c}": int(tot[f"cause#{i}#{c}"] or 0) for c in cause_names[p.lazy]})
+        sync_causes = {k: int(tot.get(k) or 0) for k in ("put:userspace", "put:preempted", "put:blocked",
+                                                         "put:migrated", "put:unknown")}
+        sync_causes.update({f"lazy:{c}": int(tot.get(f"cause#{i}#{c}") or 0)
+                            for c in slots.causes[(p.lazy, variant)]})
         if p.syncs_every_exit:
             syncs = int(bcount["exit"])
             sync_causes = {"every exit": syncs, **sync_causes}
         else:
             syncs = int(bcount["put"] + bcount["lazy_read"] + bcount["lazy_write"])
 
-        host_until_put = int(tot["host_until_put"] or 0)
+        host_until_put = int(tot.get("host_until_put") or 0)
         if p.ist_off == "loaded":
             ist_ns, ist_scope = host_until_put, "host time with a vCPU loaded"
         elif p.ist_off == "always":
             ist_ns, ist_scope = span_ns * max(cpus, 1), "always (kernel without IST): trace span x CPUs"
         else:
             ist_ns, ist_scope = 0, "never"
-        live = {"loaded": host_until_put, "until_user_return": int(tot["live_until_user_return"] or 0),
+        live = {"loaded": host_until_put, "until_user_return": int(tot.get("live_until_user_return") or 0),
                 "always": span_ns * max(cpus, 1)}.get(p.guest_state_live, 0)
 
         w = _weights(p, costs)
@@ -249,6 +252,28 @@ def replay_all(ep: pl.DataFrame, policies: Sequence[Policy], costs: CostProfile,
     return out
 
 
+def replay_all(ep: pl.DataFrame, policies: Sequence[Policy], costs: CostProfile, *,
+               extra: Mapping[str, float] | None = None, msr_traced: bool, span_ns: int, cpus: int,
+               groups: Mapping[str, list[str]] | None = None, index: GroupIndex | None = None
+               ) -> dict[str, PolicyResult]:
+    """Operations, cycles, sync causes and exposure of each policy on an episode table.
+
+    extra: boundary counts that belong to no episode (extra_boundaries(Episodes.extra): first
+    entries and the user returns they arm). groups: name -> key columns; each result's
+    by_group[name] holds the typical cycles the policy spends per group (the extra boundaries
+    are not attributed to a group).
+    index: a grouping of the same rows by (at least) every key of `groups`, if one exists already.
+    """
+    b = ep if "b_exit" in ep.columns else boundary_frame(ep)
+    keys = list(dict.fromkeys(k for ks in (groups or {}).values() for k in ks))
+    if not keys:
+        b = b.with_columns(pl.lit(0, pl.Int8).alias("_all"))
+        keys, index = ["_all"], None
+    per, slots = episode_sums(b, policies, msr_traced, keys, index)
+    return results_from_sums(per, keys, slots, policies, costs, extra=extra, span_ns=span_ns, cpus=cpus,
+                             groups=groups)
+
+
 def replay(ep: pl.DataFrame, policy: Policy, costs: CostProfile, *, extra: Mapping[str, float] | None = None,
            msr_traced: bool, span_ns: int, cpus: int) -> PolicyResult:
     """One policy on an episode table (see replay_all)."""
@@ -256,30 +281,59 @@ def replay(ep: pl.DataFrame, policy: Policy, costs: CostProfile, *, extra: Mappi
                       cpus=cpus)[policy.name]
 
 
-def l1_loads(ep: pl.DataFrame) -> int:
+def l1_loads(ep: pl.DataFrame, before: pl.DataFrame | None = None) -> int:
     """L1's own vcpu_loads seen from L0: an L1 KVM VMSAVEs its host save area once per load
     (svm_prepare_switch_to_guest) and, per L2 round trip, VMSAVEs the guest right after the
     #VMEXIT (__svm_vcpu_run). So the first VMSAVE exit after each VMRUN exit is per-exit, any other
-    is a load. A VMSAVE before the thread's first VMRUN is taken as per-exit."""
-    r = ep.filter((pl.col("isa") == reasons.ISA_SVM)
-                  & pl.col("exit_reason").is_in([reasons.SVM_EXIT_VMRUN, reasons.SVM_EXIT_VMSAVE]))
+    is a load. A VMSAVE before the thread's first VMRUN is taken as per-exit. before: each
+    thread's last VMRUN/VMSAVE exit of an earlier window (pid, exit_reason), l1_last gives it."""
+    r = l1_rows(ep)
+    if before is not None and before.height:
+        r = pl.concat([before.select(pl.col("pid").cast(r.schema["pid"]),
+                                     pl.lit(-1).cast(r.schema["exit_row"]).alias("exit_row"),
+                                     pl.col("exit_reason").cast(r.schema["exit_reason"])), r])
     if r.height == 0:
         return 0
     prev = pl.col("exit_reason").shift(1).over("pid")
     load = (pl.col("exit_reason") == reasons.SVM_EXIT_VMSAVE) & prev.is_not_null() & (prev != reasons.SVM_EXIT_VMRUN)
-    return int(r.sort("pid", "exit_row").select(load.sum()).item())
+    return int(r.sort("pid", "exit_row").select((load & (pl.col("exit_row") >= 0)).sum()).item())
+
+
+def l1_rows(ep: pl.DataFrame) -> pl.DataFrame:
+    return ep.filter((pl.col("isa") == reasons.ISA_SVM)
+                     & pl.col("exit_reason").is_in([reasons.SVM_EXIT_VMRUN, reasons.SVM_EXIT_VMSAVE])
+                     ).select("pid", "exit_row", "exit_reason")
+
+
+def l1_last(ep: pl.DataFrame, before: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Each thread's last VMRUN/VMSAVE exit (pid, exit_reason), for l1_loads' `before`."""
+    r = l1_rows(ep).select("pid", "exit_reason")
+    if before is not None and before.height:
+        r = pl.concat([before.select(pl.col("pid").cast(r.schema["pid"]),
+                                     pl.col("exit_reason").cast(r.schema["exit_reason"])), r])
+    return r.group_by("pid", maintain_order=True).last()
+
+
+def nested_counts(ep: pl.DataFrame) -> dict[str, int]:
+    """The policy-independent counts replay_nested needs (sums: they merge across windows)."""
+    l1 = ep.filter((pl.col("isa") == reasons.ISA_SVM)
+                   & pl.col("exit_reason").is_in(list(handlers.NESTED_VMLOAD_VMSAVE)))
+    n = l1.height
+    return {"n": n, "measured": int(l1["latency_ns"].drop_nulls().sum()) if n else 0,
+            "n_vmload": int((l1["exit_reason"] == reasons.SVM_EXIT_VMLOAD).sum()) if n else 0,
+            "loads": l1_loads(ep)}
 
 
 def replay_nested(ep: pl.DataFrame, policy: Policy, baseline_exit_cycles: dict[str, float],
                   costs: CostProfile) -> dict:
     """Nested SVM: L1's intercepted VMLOAD/VMSAVE exits, measured, and what a policy leaves of them."""
-    l1 = ep.filter((pl.col("isa") == reasons.ISA_SVM)
-                   & pl.col("exit_reason").is_in(list(handlers.NESTED_VMLOAD_VMSAVE)))
-    n = l1.height
-    measured = int(l1["latency_ns"].drop_nulls().sum()) if n else 0
-    n_vmload = int((l1["exit_reason"] == reasons.SVM_EXIT_VMLOAD).sum()) if n else 0
+    return nested_from_counts(nested_counts(ep), policy, baseline_exit_cycles, costs)
+
+
+def nested_from_counts(c: dict[str, int], policy: Policy, baseline_exit_cycles: dict[str, float],
+                       costs: CostProfile) -> dict:
+    n, measured, n_vmload, loads = c["n"], c["measured"], c["n_vmload"], c["loads"]
     n_vmsave = n - n_vmload
-    loads = l1_loads(ep)
     native = {lvl: 0.0 for lvl in LEVELS}
     if policy.nested == "vls":
         remaining = 0

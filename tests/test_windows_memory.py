@@ -1,0 +1,52 @@
+"""iter_windows holds a window, not the file: peak RSS of a process reading every window (and
+every table of each) of a generated trace does not grow when the trace is four times longer."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from exitreplay.synth import synthesize
+
+WINDOW = 100_000
+CHILD = r"""
+import json, resource, sys
+from exitreplay.windows import iter_windows
+n = rows = 0
+for w in iter_windows(sys.argv[1], window_events=int(sys.argv[2])):
+    n += len(w)
+    rows += sum(w.table(name).num_rows for name in w.event_names)
+print(json.dumps({"events": n, "rows": rows, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory):
+    out = {}
+    for seconds in (2.0, 8.0):
+        path = tmp_path_factory.mktemp("mem") / f"s{seconds}.dat"
+        written = synthesize("syscall-heavy", path, seconds=seconds, vcpus=4, window_events=WINDOW)
+        out[seconds] = (path, written.events)
+    return out
+
+
+def peak(path) -> dict:
+    env = dict(os.environ)
+    r = subprocess.run([sys.executable, "-c", CHILD, str(path), str(WINDOW)], capture_output=True, text=True,
+                       env=env, check=True)
+    return json.loads(r.stdout)
+
+
+def test_peak_rss_does_not_grow_with_the_trace(traces):
+    (small, n_small), (big, n_big) = traces[2.0], traces[8.0]
+    assert n_big > 3.5 * n_small > 3_000_000
+    a, b = peak(small), peak(big)
+    assert (a["events"], b["events"]) == (n_small, n_big)
+    assert a["rows"] == n_small and b["rows"] == n_big  # every event is in one table
+    # Four times the events: a whole-file read grows by ~200 bytes per event (600 MB here); the
+    # windows may differ by allocator noise only.
+    print(f"peak RSS {a['rss_kb'] // 1000} MB for {n_small:,} events, {b['rss_kb'] // 1000} MB for {n_big:,}")
+    assert b["rss_kb"] < a["rss_kb"] * 1.25 + 40_000, (a, b)
