@@ -76,21 +76,37 @@ def _wire_key(path: str, lo: int, hi: int) -> str:
 def analyze_range(path: str, lo: int, hi: int, index, options: dict, window_ns: int, warmup_ns: int):
     """Worker: the partial result of the exits with lo <= ts < hi, as Arrow IPC bytes when it is
     plain data (else the partial itself)."""
-    from .formats.pageindex import TS_MIN, WindowReader
+    from .formats.pageindex import WindowReader
     from .pipeline import StreamAnalysis
 
     sa = StreamAnalysis(**options, own_ts=(lo, hi))
     with WindowReader(path, index) as reader:
-        if lo != TS_MIN:
-            sa.feed(reader.read(max(TS_MIN, lo - warmup_ns), lo))
-        for window in reader.windows(lo, None, window_ns):
-            sa.feed(window)
-            if sa.done:
-                break
+        feed_range(sa, reader, lo, hi, window_ns, warmup_ns)
     part, key = sa.partial(), _wire_key(path, lo, hi)
     packed = cache_mod.pack(key, part)
     # Sent as Arrow IPC only if it reads back (every field plain data); else as the object.
     return packed if packed is not None and cache_mod.unpack(key, packed) is not None else part
+
+
+def feed_range(sa, reader, lo: int, hi: int, window_ns: int, warmup_ns: int) -> int:
+    """Feed `sa` the warm-up window before `lo`, then windows from `lo` on until it is done past
+    `hi` (or the trace ends); rows are numbered on from window to window, as the fold needs. Returns the
+    number of windows fed."""
+    from .formats.pageindex import TS_MIN
+
+    fed, base = 0, 0
+    if lo != TS_MIN:
+        warm = reader.read(max(TS_MIN, lo - warmup_ns), lo)
+        sa.feed(warm)
+        fed, base = 1, len(warm)
+    for a, b in reader.spans(lo, None, window_ns):
+        window = reader.read(a, b, base)
+        sa.feed(window)
+        fed, base = fed + 1, base + len(window)
+        # done says nothing is open; the range must also have been read to its end.
+        if sa.done and b >= hi:
+            break
+    return fed
 
 
 def split_ranges(index, parts: int) -> list[tuple[int, int]]:

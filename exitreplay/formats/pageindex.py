@@ -9,8 +9,8 @@ uncompressed file; compressed chunks are inflated once, one at a time, and dropp
 may hold events up to the next stamp) to the last one stamped before t1, and keeps the events
 with t0 <= ts < t1. Pages are copied out of the file, so a window's Trace holds only its pages.
 
-The result is a `Trace` with the schema of `read_trace`: its rows are local (0 is the window's
-first event) and in the order `read_trace` gives them, so it equals `read_trace(path)` filtered
+The result is a `Trace` with the schema of `read_trace`: its rows are numbered from the caller's
+`row_base` (0 by default: the window's own rows) in the order `read_trace` gives them, so it equals `read_trace(path)` filtered
 to the window (`tests/test_pageindex.py`, at many cut points). A lost-events record is kept when
 the event right after the loss is in the window (as `Trace.slice_time` keeps it).
 
@@ -187,8 +187,9 @@ class WindowReader:
     def close(self) -> None:
         self.tdf.close()
 
-    def read(self, t0: int | None, t1: int | None) -> Trace:
-        """The events with t0 <= ts < t1 (ns; None: unbounded) as a Trace, decoding only their pages."""
+    def read(self, t0: int | None, t1: int | None, row_base: int = 0) -> Trace:
+        """The events with t0 <= ts < t1 (ns; None: unbounded) as a Trace, decoding only their pages.
+        `row_base`: the row number of its first event (rows are the window's own from there)."""
         t0 = TS_MIN if t0 is None else t0
         t1 = TS_MAX if t1 is None else t1
         tdf, buf, dec, index = self.tdf, self.buf, self.dec, self.index
@@ -207,16 +208,19 @@ class WindowReader:
         with thread_pool() as pool:
             cols = _merge_all(dec, buf, evs, data, pool)
             require_formats(self.path, dec, cols["ts"].size)
-            events, tables, counts = _assemble(dec, cols, data, pool)
-        dropped = sorted((d for d in cols["dropped"] if d.row is not None), key=lambda d: (d.ts, d.cpu))
+            events, tables, counts = _assemble(dec, cols, data, pool, row_base=row_base)
+        dropped = sorted((dataclasses.replace(d, row=d.row + row_base) for d in cols["dropped"] if d.row is not None),
+                         key=lambda d: (d.ts, d.cpu))
         lw = lost_warning(dropped)
         if lw:
             warn.append(lw)
         per_cpu = {int(cd.cpu): int(ev.count) for cd, ev in zip(buf.cpus, evs)}
-        return Trace(events, tables, dec.meta(dropped, tdf.warnings + dec.warnings + warn, per_cpu, counts))
+        return Trace(events, tables, dec.meta(dropped, tdf.warnings + dec.warnings + warn, per_cpu, counts),
+                     row_base=row_base)
 
-    def windows(self, t0: int | None, t1: int | None, step_ns: int) -> Iterator[Trace]:
-        """[t0, t1) as consecutive windows of `step_ns` (past the last page stamp: one window to t1)."""
+    def spans(self, t0: int | None, t1: int | None, step_ns: int) -> Iterator[tuple[int, int]]:
+        """[t0, t1) as consecutive [a, b) of `step_ns` (the first from the first page on when t0 is
+        None; past the last page stamp, one span to t1)."""
         if step_ns < 1:
             raise ValueError("step_ns must be at least 1")
         start, end = self.index.first_ns, TS_MAX if t1 is None else t1
@@ -225,10 +229,17 @@ class WindowReader:
         while t < end:
             if last is None or t > last:
                 nxt = end
-            else:  # the first window of an unbounded start runs from the first page on
+            else:
                 nxt = min(end, max(t, start if start is not None else t) + step_ns)
-            yield self.read(t, nxt)
+            yield t, nxt
             t = nxt
+
+    def windows(self, t0: int | None, t1: int | None, step_ns: int, row_base: int = 0) -> Iterator[Trace]:
+        """The `spans` as Traces, numbered on from `row_base` (each one's rows follow the one before's)."""
+        for a, b in self.spans(t0, t1, step_ns):
+            window = self.read(a, b, row_base)
+            yield window
+            row_base += len(window)
 
 
 def read_window(path: str | os.PathLike, t0: int | None, t1: int | None, index: PageIndex | None = None,
