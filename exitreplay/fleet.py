@@ -109,6 +109,30 @@ def feed_range(sa, reader, lo: int, hi: int, window_ns: int, warmup_ns: int) -> 
     return fed
 
 
+def absolute_filters(filters, reader):
+    """--from/--to given from the first event (+5ms) as trace timestamps: a worker's first window
+    is not the trace's, so each would resolve them from its own start. The text stays as given."""
+    import dataclasses
+
+    from .filters import TimePoint
+
+    rel = [p for p in (filters.start, filters.end) if p is not None and p.relative] if filters else []
+    if not rel:
+        return filters
+    if any("raw counter values" in w for w in reader.dec.warnings):
+        raise UsageError("--split/--engine: --from/--to from the first event need ns timestamps; this trace "
+                         "counts raw TSC cycles: give them as trace timestamps (1234.5s)")
+    first = next((int(w.events.column("ts")[0].as_py()) for w in reader.windows(None, None, WINDOW_NS) if len(w)),
+                 None)
+    if first is None:
+        return filters
+
+    def fix(p):
+        return TimePoint(first + p.ns, False, p.text or str(p)) if p is not None and p.relative else p
+
+    return dataclasses.replace(filters, start=fix(filters.start), end=fix(filters.end))
+
+
 def split_ranges(index, parts: int) -> list[tuple[int, int]]:
     """`parts` consecutive [lo, hi) time ranges covering the trace (fewer when it has fewer pages)."""
     cuts = index.cuts(parts)
@@ -133,6 +157,10 @@ def analyze_split(path: str | os.PathLike, engine: Engine, parts: int | None = N
         raise UsageError("--split must be at least 1")
     index = build_index(path)
     ranges = split_ranges(index, parts)
+    from .formats.pageindex import WindowReader
+
+    with WindowReader(path, index) as reader:
+        filters = absolute_filters(filters, reader)
     options = {"policies": policies, "costs": costs, "baseline": baseline, "filters": filters,
                "cpu_mhz": cpu_mhz, "tsc_mhz": tsc_mhz}
     shared = engine.share(index)

@@ -164,3 +164,28 @@ def test_the_real_fold_takes_a_ranges_windows_and_is_done_past_its_end(name):
     assert sa.done
     assert 2 <= fed < rest
     assert sa.last_ts >= hi - step  # the range read to its end (its last window may hold no event past it)
+
+
+def test_times_from_the_first_event_mean_the_same_in_every_range():
+    """--from +5ms --to +40ms: a worker starting mid-trace resolves them as the whole trace does."""
+    from exitreplay.filters import Filters, parse_time
+    from exitreplay.fleet import absolute_filters
+    from exitreplay.formats.pageindex import WindowReader, build_index
+    from exitreplay.pipeline import StreamAnalysis
+
+    path = SAMPLES / "svm-mixed.v7zstd.dat"
+    flt = Filters(start=parse_time("+5ms"), end=parse_time("+40ms", "--to"))
+    whole = StreamAnalysis(filters=flt)
+    whole.feed(read_trace(path))
+    index = build_index(path)
+    lo, hi = index.cuts(3)[1:3]
+    with WindowReader(path, index) as reader:
+        fixed = absolute_filters(flt, reader)
+        worker = StreamAnalysis(filters=fixed, own_ts=(lo, hi))
+        worker.feed(reader.read(lo, hi))
+    assert worker.bounds == whole.bounds
+    assert (str(fixed.start), str(fixed.end)) == ("+5ms", "+40ms")  # reported as the user gave them
+    naive = StreamAnalysis(filters=flt, own_ts=(lo, hi))
+    with WindowReader(path, index) as reader:
+        naive.feed(reader.read(lo, hi))
+    assert naive.bounds != whole.bounds  # what the workers would get without it
