@@ -213,7 +213,8 @@ def analyze(trace: Trace | str | os.PathLike, policies: Sequence[str | Policy] |
              "classes": {str(k): v for k, v in ep.group_by("cls").len().sort("cls").iter_rows()} if ep.height else {},
              "pairing": eps.counts, "sync_events": eps.sync_events}
     step(5)
-    return assemble(ctx, facts, results, lat, nested_rows, warnings, episodes=ep, trace=trace)
+    return assemble(ctx, facts, results, lat, nested_rows, warnings, episodes=ep, trace=trace,
+                    extra_summary={"percentiles": "exact"})
 
 
 REPLAY_GROUPS = {"reason": ["reason"], "vcpu": ["vm", "vcpu"]}

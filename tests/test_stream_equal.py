@@ -53,3 +53,55 @@ def test_tiny_windows(reports, name):
 def test_any_window_size(reports, window):
     trace, whole = reports(ROOT / "sample_traces" / "svm-idle.v7.dat")
     assert_same_report(whole, analyze_windows(slices(trace, window)), f"@{window}")
+
+
+def test_cli_window_events_gives_the_same_json(tmp_path):
+    """`analyze --window-events N` (the streamed path) prints the JSON of the in-memory one."""
+    import json
+    import subprocess
+    import sys
+
+    path = ROOT / "sample_traces" / "vmx-mixed.v6.dat"
+
+    def run(n: str) -> dict:
+        r = subprocess.run([sys.executable, "-m", "exitreplay", "analyze", str(path), "--format", "json",
+                            "--window-events", n], capture_output=True, text=True, check=True)
+        return json.loads(r.stdout)
+    a, b = run("0"), run("400")
+    # The exits by port, address and MSR need every exit's events: only the in-memory run has them.
+    assert set(a) - set(b) == {k for k in a if k.startswith("exits_by_")} and set(b) <= set(a)
+    assert {k: a[k] for k in b} == b
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--window-events", "-3"], "--window-events -3: a number of events, 0 or auto"),
+    (["--window-events", "100", "--event", "msr"], "need every exit in memory"),
+])
+def test_cli_window_events_usage(args, message):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "exitreplay", "analyze", str(ROOT / "sample_traces" / "svm-idle.v7.dat"),
+                        *args], capture_output=True, text=True)
+    assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_rounded_percentiles_stay_within_their_bound(reports, monkeypatch):
+    """Past its limit of distinct latencies the fold rounds them to a 0.2% log grid: counts and
+    totals stay exact, every percentile lies within 0.2% of the exact one, and the Report says so."""
+    import polars as pl
+
+    from exitreplay.pipeline import latency
+
+    monkeypatch.setattr(latency, "LIMIT", 50)
+    trace, whole = reports(ROOT / "sample_traces" / "svm-mixed.v7zstd.dat")
+    got = analyze_windows(slices(trace, 2000))
+    assert got.summary["percentiles"] != "exact" and whole.summary["percentiles"] == "exact"
+    for name in ("latency", "latency_vcpu", "latency_reason_vm"):
+        keys = [c for c in ("vm", "vcpu", "reason") if c in whole.latency_reason_vm.columns and c in
+                getattr(whole, name).columns]
+        a, b = getattr(whole, name).sort(keys), getattr(got, name).sort(keys)
+        assert a.select(*keys, "exits", "timed", "total_ns").equals(b.select(*keys, "exits", "timed", "total_ns"))
+        for col in ("p50_ns", "p90_ns", "p99_ns", "max_ns", "min_ns"):
+            rel = ((b[col].cast(pl.Float64) - a[col]) / a[col]).abs().drop_nulls()
+            assert rel.max() <= 0.002, (name, col, rel.max())

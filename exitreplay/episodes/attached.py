@@ -37,8 +37,9 @@ class Attached:
     counts: dict[str, int]
 
 
-def attach(trace: Trace, locate: Locator, upids: np.ndarray, n: int, cut: int | None = None) -> Attached:
-    """cut: count events (the `counts`) only before this row (a streamed view owns those)."""
+def attach(trace: Trace, locate: Locator, upids: np.ndarray, n: int, cut: tuple[int, int] | None = None
+           ) -> Attached:
+    """cut: count events (the `counts`) only in these rows [lo, hi) (a streamed view owns those)."""
     cols: dict[str, object] = {}
     counts: dict[str, int] = {}
     put_ts, put_row = np.full(n, BIG), np.full(n, BIG)
@@ -126,7 +127,8 @@ def _emulation(trace, locate, upids, n, cols, counts, cut=None) -> None:
     t = trace.table("kvm_emulate_insn")
     loc = locate(codes(upids, column(t, "pid", np.int32)), column(t, "row", np.int64))
     cols["n_emulate"] = loc.count(n)
-    mine = column(t, "row", np.int64) < cut if cut is not None else np.ones(t.num_rows, bool)
+    r = column(t, "row", np.int64)
+    mine = ((r >= cut[0]) & (r < cut[1])) if cut is not None else np.ones(t.num_rows, bool)
     if "insn" not in t.column_names:
         acc = np.full(t.num_rows, x86insn.READ, np.uint8)  # bytes not recorded: assume a read
         counts["emulations_undecoded"] = int(mine.sum())

@@ -33,7 +33,7 @@ from .pairing import Pairing, empty_entries, entry_columns, pair
 from .threads import sync_point_counts, thread_table
 
 EXTRA_SCHEMA = {"pid": pl.Int32, "vcpu": pl.Int64, "vm": pl.Int32, "first_kind": pl.Utf8, "uret_state": pl.Int8,
-                "user_returns": pl.Int64, "uret_prev_pid": pl.Int32}
+                "user_returns": pl.Int64, "uret_prev_pid": pl.Int32, "row": pl.Int64}
 
 
 # The warnings that carry a count, by the count they report (a stream writes them from its totals).
@@ -90,10 +90,12 @@ class Episodes:
         return self.table.filter(pl.col("entry_row").is_not_null())
 
 
-def build_episodes(trace: Trace, carry: Carry | None = None, final: bool = True) -> Episodes:
+def build_episodes(trace: Trace, carry: Carry | None = None, final: bool = True,
+                   own: tuple[int, int] | None = None) -> Episodes:
     """The episodes of a trace, or of one view of a streamed trace: with `final=False` the view
     owns only the exits before the earliest one still open at its end, and hands on a Carry
-    (carry.py) that the next view, starting at that row, takes back."""
+    (carry.py) that the next view, starting at that row, takes back. own: rows [lo, hi) this
+    worker owns at all (one time range of a trace split over workers)."""
     warnings: list[str] = []
     span = trace.meta.duration_ns
     if not trace.has("sched_switch"):
@@ -123,7 +125,8 @@ def build_episodes(trace: Trace, carry: Carry | None = None, final: bool = True)
         cut = int(exit_row[still_open].min())
     counts = dict(p.counts)
     ent = entry_columns(p, ex, en)
-    att = attach(trace, p.locator(), p.upids, n, None if final else cut)
+    lo_r, hi_r = (own[0], min(cut, own[1])) if own is not None else (-1, cut)
+    att = attach(trace, p.locator(), p.upids, n, None if final and own is None else (lo_r, hi_r))
     counts.update(att.counts)
     cols = att.cols
     ts, exit_cpu = column(ex, "ts", np.int64), column(ex, "cpu", np.int32)
@@ -167,14 +170,25 @@ def build_episodes(trace: Trace, carry: Carry | None = None, final: bool = True)
         .alias("reason"),
     )
     extra = _extra_frame(returns, p, threads)
-    owned_part = trace if final else trace.slice_rows(trace.row_base, cut)
+    owned_part = trace if final and own is None else trace.slice_rows(max(trace.row_base, lo_r), hi_r)
     sync = sync_point_counts(owned_part, threads["pid"].to_numpy())
-    if carry is not None or not final:
-        counts.update(streamed.owned_counts(ep, trace, en_all, first, carry, cut, counts))
+    if own is not None:
+        # First entries are this view's wherever they lie in the range; loose returns, before the cut.
+        extra = extra.filter((pl.col("row") >= lo_r) & pl.when(pl.col("first_kind").is_not_null())
+                             .then(pl.col("row") < own[1]).otherwise(pl.col("row") < hi_r))
+    if carry is not None or not final or own is not None:
+        counts.update(streamed.owned_counts(ep, trace, en_all, first, carry, (lo_r, hi_r), counts))
+        if own is not None:
+            fm = (first["row"] >= lo_r) & (first["row"] < own[1])
+            kinds = np.bincount(first["kind"][fm], minlength=len(FIRST_KINDS))
+            counts.update(first_entries=int(fm.sum()), **{f"first_entries_{k}": int(v) for k, v in zip(FIRST_KINDS, kinds)})
+            mine = ep.filter((pl.col("exit_row") >= lo_r) & (pl.col("exit_row") < hi_r))
+            counts["user_returns"] = int(mine["user_returns"].sum()) + int(extra["user_returns"].sum())
     eps = Episodes(ep, threads, isa, counts, warnings, sync, span, extra, cut=cut, late=returns["late"])
     if not final:
         eps.carry = streamed.hand_on(trace, eps, p, en, first, returns, carry, cut)
-        eps.table = ep.filter(pl.col("exit_row") < cut)
+    if not final or own is not None:
+        eps.table = ep.filter((pl.col("exit_row") >= lo_r) & (pl.col("exit_row") < hi_r))
     return eps
 
 
@@ -312,8 +326,10 @@ def _extra_frame(returns: dict, p: Pairing, threads: pl.DataFrame) -> pl.DataFra
         "uret_state": np.concatenate([state, np.full(loose.size, -1, np.int8)]),
         "user_returns": np.concatenate([per_first, np.ones(loose.size, np.int64)]),
         "uret_prev_pid": np.concatenate([prev, np.full(loose.size, -1, np.int64)]),
+        "row": np.concatenate([first["row"].astype(np.int64),
+                               other.filter(pl.col("first") < 0)["row"].to_numpy().astype(np.int64)]),
     }, schema_overrides={"pid": pl.Int32, "first_kind": pl.Utf8, "uret_state": pl.Int8, "user_returns": pl.Int64,
-                         "uret_prev_pid": pl.Int32})
+                         "uret_prev_pid": pl.Int32, "row": pl.Int64})
     rows = rows.join(threads.select("pid", "vcpu", "vm"), on="pid", how="left")
     return rows.with_columns(pl.col("uret_state").replace(-1, None),
                              pl.col("uret_prev_pid").replace(-1, None)).select(list(EXTRA_SCHEMA))

@@ -103,18 +103,20 @@ def _before(trace, name: str, pid_col: str, cut: int, prev, started: np.ndarray,
     return pids[~np.isin(pids, started)]
 
 
-def owned_counts(ep: pl.DataFrame, trace, en_all: pa.Table, first: dict, carry: Carry | None, cut: int,
-                 counts: dict) -> dict:
-    """The pairing counts of what this view owns: its exits before the cut, and the entries by row
-    (each row belongs to exactly one view's [start, cut))."""
-    own = ep.filter(pl.col("exit_row") < cut)
+def owned_counts(ep: pl.DataFrame, trace, en_all: pa.Table, first: dict, carry: Carry | None,
+                 rows: tuple[int, int], counts: dict) -> dict:
+    """The pairing counts of what this view owns: its exits in rows [lo, hi) (before the cut),
+    and the entries by row (each row belongs to exactly one view's [start, cut))."""
+    lo, cut = rows
+    own = ep.filter((pl.col("exit_row") >= lo) & (pl.col("exit_row") < cut))
     paired = own["entry_row"].is_not_null()
     lost = own["entry_lost"]
     en_row = column(en_all, "row", np.int64) if en_all.num_rows else np.zeros(0, np.int64)
-    entries = int((en_row < cut).sum())
-    paired_here = int((own["entry_row"].drop_nulls() < cut).sum())
-    consumed_here = int((carry.consumed < cut).sum()) if carry is not None else 0
-    first_here = int((first["row"] < cut).sum())
+    entries = int(((en_row >= lo) & (en_row < cut)).sum())
+    er = ep["entry_row"].drop_nulls().to_numpy()  # entries paired with any exit, owned or not
+    paired_here = int(((er >= lo) & (er < cut)).sum())
+    consumed_here = int(((carry.consumed >= lo) & (carry.consumed < cut)).sum()) if carry is not None else 0
+    first_here = int(((first["row"] >= lo) & (first["row"] < cut)).sum())
     out = dict(exits=own.height, entries=entries,
                exits_without_entry=int((~paired & lost).sum()),
                exits_open_at_end=int((~paired & ~lost).sum()),

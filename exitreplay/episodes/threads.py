@@ -80,9 +80,15 @@ def thread_table(trace: Trace, summaries: list[pl.DataFrame | None] | None,
     base = base.sort("first_row").with_columns(
         pl.coalesce(pl.col("vid"), pl.col("comm").str.extract(r"CPU (\d+)/KVM", 1).cast(pl.Int64),
                     (pl.int_range(pl.len()).cast(pl.Int64))).alias("vcpu"))
-    base = base.sort("pid").with_columns(
+    return assign_vms(base.drop("vid"))
+
+
+def assign_vms(threads: pl.DataFrame) -> pl.DataFrame:
+    """The VM of each thread (see thread_table): by pid order, a vCPU id that does not grow
+    starts a new VM, named by its lowest thread pid."""
+    base = threads.sort("pid").with_columns(
         (pl.col("vcpu") <= pl.col("vcpu").shift(1)).fill_null(True).cum_sum().alias("_vm_idx"))
-    base = base.with_columns(pl.col("pid").min().over("_vm_idx").cast(pl.Int32).alias("vm")).drop("_vm_idx", "vid")
+    base = base.with_columns(pl.col("pid").min().over("_vm_idx").cast(pl.Int32).alias("vm")).drop("_vm_idx")
     return base.with_columns(pl.col("pid").cast(pl.Int32)).select(
         "pid", "comm", "vcpu", "vm", "first_row", "events", "exits", "first_entries").sort("pid")
 

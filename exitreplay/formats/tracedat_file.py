@@ -14,6 +14,7 @@ import mmap
 import os
 import re
 import struct
+import weakref
 import zlib
 from functools import cached_property
 
@@ -446,7 +447,8 @@ class TraceDatFile:
     def _later(self, c: _Cursor, n: int):
         """Step over n bytes of the map; a function that gives them when asked for."""
         start = c.skip(n)
-        return lambda: bytes(self._mm[start: start + n])
+        mm = self._mm  # not self: a bound reference would make a cycle that keeps the file open
+        return lambda: bytes(mm[start: start + n])
 
     def _blob(self, name: str) -> bytes:
         v = self._blobs.get(name, b"")
@@ -548,7 +550,8 @@ class TraceDatFile:
         self.sections[name] = off
         if oid in (OPT_KALLSYMS, OPT_PRINTK):  # megabytes no reader of events needs: checked, kept for later
             self._check_section(off, oid, what)
-            setattr(self, name, lambda: self._sized(self._section(off, oid, what)[2], what))
+            me = weakref.ref(self)  # not self: the file would stay open until a garbage collection
+            setattr(self, name, lambda: me()._sized(me()._section(off, oid, what)[2], what))
             return
         _, _, payload = self._section(off, oid, what)
         c = _Cursor(payload, 0, self.endian, self.path, what)

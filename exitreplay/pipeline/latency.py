@@ -4,8 +4,8 @@ Each window adds, per (reason, pid, vCPU), how many exits took each exact latenc
 add up across windows, so every statistic of stats.latency_tables (count, total, mean, the
 nearest-rank p50/p90/p99, max, min) comes out exact, in memory bounded by the number of distinct
 (group, latency) pairs. Past `limit` pairs, latencies are rounded to a log grid of relative step
-0.2% (so a percentile is within 0.1% of the exact one, and totals and means stay exact: they are
-kept as sums); the Report says so."""
+0.2%: a percentile is then within 0.2% of the exact one (half a step, plus the rounding to whole
+ns), and totals and means stay exact (they are kept as sums); the Report says so."""
 from __future__ import annotations
 
 import math
@@ -16,16 +16,16 @@ from ..stats import QUANTILES
 
 KEYS = ["reason", "pid", "vcpu"]
 GRID = math.log1p(0.002)
-LIMIT = 4_000_000
+LIMIT = 1_000_000
 
 
 class LatencyCounts:
-    def __init__(self, limit: int = LIMIT):
+    def __init__(self, limit: int | None = None):
         self.map = pl.DataFrame(schema={"reason": pl.Utf8, "pid": pl.Int32, "vcpu": pl.Int32,
                                         "latency_ns": pl.Int64, "n": pl.Int64})
         self.sums = pl.DataFrame(schema={"reason": pl.Utf8, "pid": pl.Int32, "vcpu": pl.Int32,
                                          "total": pl.Int64})
-        self.limit = limit
+        self.limit = LIMIT if limit is None else limit
         self.rounded = False
         self.parts: list[pl.DataFrame] = []  # added since the last compaction
         self.pending = 0

@@ -24,6 +24,18 @@ from .view import concat
 MAX_TAIL = 8_000_000  # events kept for an exit still open: past this the oldest is closed as open
 
 
+# What the Report needs besides the sums: the settings and the file's facts.
+FACTS = ("meta", "first_ts", "last_ts", "events", "dropped", "threads", "isa", "msr_traced", "slots", "raw_tsc",
+         "t_mhz", "ns_per_unit", "bounds", "in_window", "win_first", "win_last", "policies", "costs_arg",
+         "baseline", "flt", "cpu_mhz", "tsc_mhz", "gsbase_method", "all_policies")
+
+
+@dataclasses.dataclass
+class Snapshot:
+    part: Partial
+    facts: dict
+
+
 @dataclasses.dataclass
 class Partial:
     """What the owned exits of the views so far add up to (every part merges by addition)."""
@@ -78,19 +90,20 @@ class StreamAnalysis:
 
     @property
     def done(self) -> bool:
-        return self.own_ts is not None and self.carry is not None and self.tail is not None and (
-            len(self.tail) == 0 or int(self.tail.events.column("ts")[0].as_py()) >= self.own_ts[1])
+        """Every exit of the owned time range has ended, and no CPU's state still refers to one of
+        them (a return to user mode could yet be attributed to it)."""
+        if self.own_ts is None or self.last_ts is None or self.last_ts < self.own_ts[1]:
+            return False
+        if self.tail is not None and len(self.tail) and int(self.tail.events.column("ts")[0].as_py()) < self.own_ts[1]:
+            return False
+        return not self.late_eps.height
 
     def feed(self, window: Trace) -> None:
         if self.meta is None:
             self._start(window)
         self.meta = window.meta  # the file's warnings are complete in its last window
-        if len(window):
-            ts = window.events.column("ts")
-            self.first_ts = self.first_ts if self.first_ts is not None else int(ts[0].as_py())
-            self.last_ts = int(ts[-1].as_py())
-        self.events += len(window)
-        self.dropped += window.meta.dropped
+        self.events += self._owned_events(window)
+        self.dropped += [d for d in window.meta.dropped if self.own_ts is None or self.own_ts[0] <= d.ts < self.own_ts[1]]
         window = self._in_window(window)
         view = concat(self.tail, window)
         self.msr_traced |= view.has("kvm_msr")
@@ -98,7 +111,7 @@ class StreamAnalysis:
             self.tail = view  # nothing to cut at yet: the view waits for its first exit
             return
         forced = len(view) > self.max_tail
-        eps = build_episodes(view, self.carry, final=forced)
+        eps = build_episodes(view, self.carry, final=forced, own=self._own_rows(view))
         if forced:
             self.part.warnings.append(f"an exit stayed open for more than {self.max_tail} events: the views "
                                       "were closed there (its episode counts as open at the end)")
@@ -108,6 +121,33 @@ class StreamAnalysis:
             return
         self.carry = None if forced else eps.carry
         self.tail = None if forced else view.slice_rows(eps.cut)
+
+    def _own_rows(self, view: Trace) -> tuple[int, int] | None:
+        """The rows of the owned time range in this view (rows follow time)."""
+        if self.own_ts is None:
+            return None
+        import numpy as np
+
+        ts = np.asarray(view.events.column("ts").to_numpy())
+        lo, hi = np.searchsorted(ts, self.own_ts[0]), np.searchsorted(ts, self.own_ts[1])
+        return view.row_base + int(lo), view.row_base + int(hi) if hi < ts.size else 2**62
+
+    def _owned_events(self, window: Trace) -> int:
+        if self.own_ts is None or not len(window):
+            if len(window):
+                ts = window.events.column("ts")
+                self.first_ts = self.first_ts if self.first_ts is not None else int(ts[0].as_py())
+                self.last_ts = int(ts[-1].as_py())
+            return len(window)
+        import numpy as np
+
+        ts = np.asarray(window.events.column("ts").to_numpy())
+        self.last_ts = int(ts[-1])  # how far the worker has read (done)
+        mine = ts[(ts >= self.own_ts[0]) & (ts < self.own_ts[1])]
+        if mine.size:
+            self.own_first = int(mine[0]) if getattr(self, "own_first", None) is None else self.own_first
+            self.own_last = int(mine[-1])
+        return int(mine.size)
 
     def _start(self, first: Trace) -> None:
         meta = first.meta
@@ -142,11 +182,22 @@ class StreamAnalysis:
             self.win_last = int(ts[hi - 1])
         return window.slice_rows(window.row_base + int(lo), window.row_base + int(hi))
 
+    def partial(self) -> Snapshot:
+        """What this fold found, as plain data that merges with other workers' (merge, finish)."""
+        part = copy.deepcopy(self.part)
+        if self.tail is not None and len(self.tail):
+            eps = build_episodes(self.tail, self.carry, final=True, own=self._own_rows(self.tail))
+            self._absorb(part, eps, self.tail, keep_state=False)
+        facts = {k: getattr(self, k, None) for k in FACTS}
+        if self.own_ts is not None:
+            facts["first_ts"], facts["last_ts"] = getattr(self, "own_first", None), getattr(self, "own_last", None)
+        return Snapshot(part, facts)
+
     def report(self) -> Report:
         part = copy.deepcopy(self.part)
         recent, self.recent = self.recent, []
         if self.tail is not None and len(self.tail):
-            eps = build_episodes(self.tail, self.carry, final=True)
+            eps = build_episodes(self.tail, self.carry, final=True, own=self._own_rows(self.tail))
             self._absorb(part, eps, self.tail, keep_state=False)
             if self.recent_episodes and eps.table.height:
                 recent = [*recent, eps.table]  # still open here: owned again by a later report
@@ -232,6 +283,8 @@ class StreamAnalysis:
                     (pl.col("user_returns").cast(pl.Int64) + pl.col("count")).cast(old.schema["user_returns"])
                     .alias("user_returns")).drop("count")
                 self._add_sums(part, new)
+                part.counts["user_returns"] += int(late.join(old.select("exit_row"), on="exit_row", how="semi")
+                                                   ["count"].sum()) if self.own_ts is not None else 0
                 neg, _ = episode_sums(boundary_frame(old), host_policies_all(self.all_policies), None, KEYS)
                 neg = neg.with_columns(pl.col("reason").cast(pl.Utf8), pl.col("pid").cast(pl.Int32),
                                        pl.col("vcpu").cast(pl.Int32))
@@ -286,8 +339,6 @@ class StreamAnalysis:
             raise ValueError("no window was fed")
         meta = dataclasses.replace(self.meta, first_ts=self.first_ts, last_ts=self.last_ts, dropped=self.dropped,
                                    event_counts={})
-        probe = Trace.__new__(Trace)
-        probe.meta = meta
         isa_key = ISA_KEYS.get(self.isa) if self.isa is not None else None
         cost = _select_costs_isa(self.costs_arg, self.gsbase_method, isa_key, meta)
         mhz = _positive(self.cpu_mhz, "--cpu-mhz") or float(cost.cpu_mhz)
@@ -338,7 +389,7 @@ class StreamAnalysis:
                  "vms": vv["vm"].n_unique() if exits else (self.threads["vm"].n_unique() if self.threads.height else 0),
                  "events": self.in_window if self.bounds is not None else self.events, "classes": dict(sorted(part.classes.items())),
                  "pairing": self._pairing(part, meta), "sync_events": dict(part.sync)}
-        extra = {"percentiles": "within 0.1% (rounded latencies)" if part.lat.rounded else "exact"}
+        extra = {"percentiles": "within 0.2% (latencies rounded to a 0.2% grid)" if part.lat.rounded else "exact"}
         return assemble(ctx, facts, results, lat, nested_rows, warnings, extra_summary=extra)
 
 
@@ -408,12 +459,58 @@ def _select_costs_isa(costs, gsbase_method, isa_key, meta):
     return cost.with_gsbase_method(gsbase_method) if gsbase_method else cost
 
 
-def merge(partials):
-    raise NotImplementedError("merge(): not yet")
+def merge(snaps: list[Snapshot]) -> Snapshot:
+    """Workers' snapshots of consecutive time ranges (in time order) as one."""
+    snaps = [s for s in snaps if s is not None and s.facts.get("meta") is not None]
+    if not snaps:
+        raise ValueError("nothing to merge")
+    a = copy.deepcopy(snaps[0])
+    for b in snaps[1:]:
+        _merge_part(a.part, b.part)
+        fa, fb = a.facts, b.facts
+        fa["events"] += fb["events"]
+        fa["dropped"] = [*fa["dropped"], *fb["dropped"]]
+        fa["first_ts"] = fb["first_ts"] if fa["first_ts"] is None else fa["first_ts"]
+        fa["last_ts"] = fb["last_ts"] if fb["last_ts"] is not None else fa["last_ts"]
+        fa["meta"] = fb["meta"]  # the last range's: the file's warnings are complete there
+        fa["isa"] = fa["isa"] if fa["isa"] is not None else fb["isa"]
+        fa["msr_traced"] = fa["msr_traced"] or fb["msr_traced"]
+        fa["slots"] = fa["slots"] or fb["slots"]
+        fa["threads"] = _merge_threads(fa["threads"], fb["threads"])
+    return a
 
 
-def finish(partial):
-    raise NotImplementedError("finish(): not yet")
+def _merge_part(a: Partial, b: Partial) -> None:
+    a.sums = b.sums if not a.sums.height else a.sums if not b.sums.height else pl.concat(
+        [a.sums, b.sums], how="diagonal_relaxed").group_by(KEYS).agg(pl.exclude(KEYS).sum())
+    a.lat.parts += [b.lat.map, *b.lat.parts]
+    a.lat.sums = pl.concat([a.lat.sums, b.lat.sums]).group_by(KEYS).agg(pl.col("total").sum())
+    a.lat.rounded |= b.lat.rounded
+    for f in ("extra", "counts", "classes", "sync", "nested"):
+        getattr(a, f).update(getattr(b, f))
+    a.others = _add(a.others, b.others, KEYS + ["uret_prev_pid"], "len")
+    a.extra_others = _add(a.extra_others, b.extra_others, ["pid", "uret_prev_pid"], "len")
+    a.exit_cpus |= b.exit_cpus
+    a.sched_cpus |= b.sched_cpus
+    a.seen |= b.seen
+    a.warnings += [w for w in b.warnings if w not in a.warnings]
+
+
+def _merge_threads(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
+    """Both workers' vCPU threads (the earlier range's name and vCPU id first), VMs drawn again."""
+    if not a.height or not b.height:
+        return a if a.height else b
+    from ..episodes.threads import assign_vms
+
+    both = pl.concat([a, b.filter(~pl.col("pid").is_in(a["pid"].implode()))], how="vertical_relaxed")
+    return assign_vms(both.drop("vm"))
+
+
+def finish(snap: Snapshot) -> Report:
+    """The Report of a (merged) snapshot."""
+    sa = StreamAnalysis.__new__(StreamAnalysis)
+    sa.__dict__.update(snap.facts)
+    return sa._finish(copy.deepcopy(snap.part))
 
 
 def analyze_file(path, *, window_events: int = 1_000_000, progress=None, **kw: Any) -> Report:
