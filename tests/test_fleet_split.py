@@ -3,12 +3,14 @@ windows in order until its StreamAnalysis is done; every event is owned by exact
 and the merged Report equals one process's."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 from conftest import REAL, ROOT, SAMPLES
 from ray_helpers import ray_cluster  # noqa: F401 - the session fixture
+from stream_helpers import assert_same_report
 
 import exitreplay.pipeline as pipeline
 from exitreplay.engines import LocalEngine
@@ -96,18 +98,6 @@ SPLIT_TRACES = ["svm-idle.v7.dat", "svm-mixed.v7zstd.dat", "vmx-idle.v6.dat", "s
                 "vmx-syscall-heavy.v7zstd.dat", "svm-cpu.v6.dat"]
 
 
-def assert_same_report(got, want) -> None:
-    """Every table (each count, sum and ranking), the summary and the sensitivity alike."""
-    for name in want.TABLES:
-        a, b = getattr(got, name), getattr(want, name)
-        assert a.columns == b.columns, name
-        assert a.equals(b, null_equal=True), f"{name}:\n{a}\n{b}"
-    assert got.sensitivity == want.sensitivity
-    skip = {"path"}
-    assert {k: v for k, v in got.summary.items() if k not in skip} == \
-        {k: v for k, v in want.summary.items() if k not in skip}
-
-
 @needs_fold
 @pytest.mark.parametrize("name", SPLIT_TRACES)
 @pytest.mark.parametrize("parts", [2, 5])
@@ -115,7 +105,8 @@ def test_split_analyze_equals_one_process(name, parts):
     from exitreplay.analysis import analyze
 
     path = SAMPLES / name
-    assert_same_report(analyze_split(path, LocalEngine(1), parts, window_ns=2_000_000), analyze(read_trace(path)))
+    assert_same_report(analyze(read_trace(path)), analyze_split(path, LocalEngine(1), parts, window_ns=2_000_000),
+                       f"{name} in {parts}")
 
 
 @needs_fold
@@ -128,7 +119,7 @@ def test_split_analyze_on_ray_equals_one_process(name):
     path = SAMPLES / name
     with RayEngine() as eng:
         got = analyze_split(path, eng, 4, window_ns=2_000_000)
-    assert_same_report(got, analyze(read_trace(path)))
+    assert_same_report(analyze(read_trace(path)), got, name)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -189,3 +180,27 @@ def test_times_from_the_first_event_mean_the_same_in_every_range():
     with WindowReader(path, index) as reader:
         naive.feed(reader.read(lo, hi))
     assert naive.bounds != whole.bounds  # what the workers would get without it
+
+
+@pytest.mark.parametrize("name", ["svm-idle.v7.dat", "svm-cpu.v6.dat"])
+def test_the_warm_up_carries_the_state_into_a_range(name):
+    """With a 10 ms warm-up the ranges merge exactly; with none, each range starts blind (the
+    loaded vCPU of each CPU unknown) and the savings differ: the warm-up is what makes it exact."""
+    from exitreplay.analysis import analyze
+
+    path = SAMPLES / name
+    want = analyze(read_trace(path))
+    assert_same_report(want, analyze_split(path, LocalEngine(1), 5, window_ns=2_000_000, warmup_ns=10_000_000), name)
+    with pytest.raises(AssertionError, match="policies"):
+        assert_same_report(want, analyze_split(path, LocalEngine(1), 5, window_ns=2_000_000, warmup_ns=0), name)
+
+
+def test_analyze_split_command_gives_the_streamed_report():
+    """`analyze --split 3` on the spawn pool prints what the one-process streamed analysis does."""
+    trace = "sample_traces/svm-mixed.v7zstd.dat"
+    run = [sys.executable, "-m", "exitreplay", "analyze", trace, "-f", "json"]
+    split = subprocess.run([*run, "--split", "3", "-j", "2"], capture_output=True, text=True, cwd=ROOT)
+    one = subprocess.run([*run, "--window-events", "1000"], capture_output=True, text=True, cwd=ROOT)
+    assert split.returncode == one.returncode == 0, split.stderr + one.stderr
+    assert json.loads(split.stdout) == json.loads(one.stdout)
+    assert json.loads(split.stdout)["summary"]["exits"] > 1000
