@@ -59,6 +59,20 @@ def window_figures(path: str) -> None:
           f"page index {t_index:.3f}s, a 1% window ({len(win):,} events) {t_win:.3f}s")
 
 
+def split_figures(path: str, ray_engine, jobs: int) -> None:
+    """One trace analysed whole (streamed), and split in `jobs` time ranges on each engine."""
+    from exitreplay.engines import LocalEngine
+    from exitreplay.fleet import analyze_split
+    from exitreplay.pipeline.stream import analyze_file
+
+    runs = [timed("streamed, one process", lambda: analyze_file(path)),
+            timed(f"--split {jobs}, local pool", lambda: analyze_split(path, LocalEngine(jobs), jobs)),
+            timed(f"--split {jobs}, ray", lambda: analyze_split(path, ray_engine, jobs))]
+    same = {r[2].summary["exits"] for r in runs}
+    print(f"analyze {os.path.basename(path)}: " + ", ".join(f"{lab} {dt:.2f}s" for lab, dt, _ in runs)
+          + f" ({'same exits' if len(same) == 1 else 'EXITS DIFFER'})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default="/tmp/exitreplay-fleet")
@@ -93,6 +107,7 @@ def main() -> None:
         start = time.perf_counter() - t
         with RayEngine() as eng:
             runs.append(timed(f"ray ({args.jobs} CPUs)", lambda: compare(paths, engine=eng, use_cache=False)))
+            split_figures(max(paths, key=os.path.getsize), eng, args.jobs)
         ray.shutdown()
     print(f"{'engine':<24} {'wall':>8} {'traces/s':>9} {'events/s':>11}")
     for label, dt, _ in runs:
