@@ -263,6 +263,8 @@ def with_row(batch: pa.RecordBatch | pa.Table, row_base: int, meta) -> pa.Record
 def _isas(name: str, table: pa.Table | pa.RecordBatch) -> set[int]:
     if name != "kvm_exit" or "isa" not in table.schema.names:
         return set()
+    if not pa.types.is_integer(table.schema.field("isa").type):
+        return set()  # a format that declares isa as text or an array: no ISA to name
     import pyarrow.compute as pc
 
     return {int(v) for v in pc.unique(table.column("isa")).to_pylist() if v is not None}

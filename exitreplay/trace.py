@@ -16,7 +16,7 @@ from .schema import TABLE_KEY_COLUMNS, conform_events
 # Key columns of every per-event table and their types.
 KEY_TYPES = dict(zip(TABLE_KEY_COLUMNS, (pa.int64(), pa.int64(), pa.int32(), pa.int32())))
 _VCPU = {"vcpu_id": ("int", False)}
-# The fields the analysis reads (episodes.py), by event: kind ("int" or "str") and whether the
+# The fields the analysis reads (episodes/), by event: kind ("int", "str" or "bytes") and whether the
 # event is useless to it without the field. `Trace.table` guarantees them, so a hostile or
 # unparsed file gives a TraceError, not a KeyError or a cast failure deep in the analysis.
 ANALYSIS_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
@@ -25,8 +25,9 @@ ANALYSIS_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
     "sched_switch": {"prev_pid": ("int", True), "next_pid": ("int", True), "prev_state": ("int", True),
                      "next_comm": ("str", False)},
     "kvm_msr": {"ecx": ("int", True), "write": ("int", True), **_VCPU},
-    **{name: dict(_VCPU) for name in ("kvm_entry", "kvm_fpu", "kvm_pio", "kvm_mmio", "kvm_emulate_insn",
-                                      "kvm_vcpu_wakeup")},
+    "kvm_fpu": {"load": ("int", True), **_VCPU},
+    "kvm_emulate_insn": {"insn": ("bytes", False), "len": ("int", False), "flags": ("int", False), **_VCPU},
+    **{name: dict(_VCPU) for name in ("kvm_entry", "kvm_pio", "kvm_mmio", "kvm_vcpu_wakeup")},
 }
 
 
@@ -205,13 +206,13 @@ class Trace:
                                                      "(their format or text lacks it): they cannot be analyzed")
                 continue
             col = _as_kind(tbl.column(field), kind)
+            want = {"int": "an integer", "str": "text", "bytes": "bytes"}[kind]
             if col is None and required:
                 raise TraceError(self.meta.path, f"{name} events: the {field} field is {tbl.column(field).type}, "
-                                                 f"not {'an integer' if kind == 'int' else 'text'}")
+                                                 f"not {want}")
             i = tbl.column_names.index(field)
             if col is None:
-                self.meta.warnings.append(f"{name}: the {field} field is {tbl.column(field).type}, not "
-                                          f"{'an integer' if kind == 'int' else 'text'}: ignored")
+                self.meta.warnings.append(f"{name}: the {field} field is {tbl.column(field).type}, not {want}: ignored")
                 tbl = tbl.remove_column(i)
             else:
                 tbl = tbl.set_column(i, field, col)
@@ -286,8 +287,11 @@ def _closed() -> pa.Table:  # marks a table whose file was closed before it was 
 
 
 def _as_kind(col: pa.ChunkedArray, kind: str) -> pa.ChunkedArray | None:
-    """The column as an integer or string column, or None when it holds something else."""
+    """The column as an integer, string or bytes column, or None when it holds something else."""
     t = col.type
+    if kind == "bytes":  # raw bytes, or a list of byte values (kvm/x86insn.py byte_matrix)
+        listed = pa.types.is_list(t) or pa.types.is_large_list(t)
+        return col if pa.types.is_binary(t) or (listed and pa.types.is_integer(t.value_type)) else None
     if kind == "str":
         if pa.types.is_string(t):
             return col

@@ -11,8 +11,9 @@ import re
 import subprocess
 from pathlib import Path
 
-LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<sec>\d+)\.(?P<ns>\d{9}):\s+"
-                  r"(?P<event>\w+):\s?(?P<rest>.*)$")
+from text_helpers import TASK, split_task
+
+LINE = re.compile(r"^" + TASK + r"(?P<sec>\d+)\.(?P<ns>\d{9}):\s+(?P<event>\w+):\s?(?P<rest>.*)$")
 FIELD = re.compile(r"(\w+)=(.*?)(?=\s+\w+=|$)")
 CONV = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z)?([diouxXscp])")
 
@@ -25,7 +26,8 @@ def trace_cmd_events(path: Path) -> list[tuple[int, int, int, str, str, dict[str
     for line in out.splitlines():
         m = LINE.match(line)
         if m:
-            events.append((int(m["sec"]) * 10**9 + int(m["ns"]), int(m["cpu"]), int(m["pid"]), m["comm"].strip(),
+            comm, pid = split_task(m["task"])
+            events.append((int(m["sec"]) * 10**9 + int(m["ns"]), int(m["cpu"]), pid, comm,
                            m["event"], dict(FIELD.findall(m["rest"]))))
     return events
 

@@ -1,5 +1,5 @@
 """A short fuzz campaign in the suite: structure-aware mutations of the seed corpus (real
-recordings, samples, text traces, TOML files) through read_trace with every table decoded, and on
+recordings, samples, perf.data files real and generated, text traces, TOML files) through read_trace with every table decoded, and on
 some inputs analyze, convert and the CLI. No input may raise anything but the project's error,
 exceed its memory budget, hang, break the exact-prefix property of a cut file, make convert and
 read_trace disagree, or leave a file to the garbage collector. The same campaign seed gives the
@@ -25,7 +25,7 @@ def test_short_campaign(tmp_path):
     assert s.resource_warnings == 0, s.report()
     # The mutations reach both sides of the readers' checks, and every kind of input.
     assert s.counts["ok"] > INPUTS // 5 and s.counts["clean"] > INPUTS // 5, s.report()
-    assert set(s.kinds) == {"dat", "text", "policy", "costs"} and s.truncations > 50, s.report()
+    assert set(s.kinds) == {"dat", "perf", "text", "policy", "costs"} and s.truncations > 50, s.report()
 
 
 def test_the_same_seed_gives_the_same_inputs(tmp_path):

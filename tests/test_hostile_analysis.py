@@ -4,10 +4,12 @@ files nested 5,000 deep or holding integers TOML does not allow (RecursionError,
 Each now gives the project's one-line error naming the file."""
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pytest
 from cli_helpers import run_main
-from tracebuilder import build, kentry, kexit, msr, sched
+from tracebuilder import build, emulate, fpu, kentry, kexit, msr, sched
 
 import exitreplay
 from exitreplay.errors import TraceError, UsageError
@@ -120,3 +122,52 @@ def test_unsigned_field_with_nulls():
     tables["kvm_entry"] = en.set_column(i, "vcpu_id", pa.array([0, None, 0], pa.uint32()))
     r = exitreplay.analyze(Trace(t.events, tables, t.meta))
     assert r.summary["exits"] == 2
+
+
+def with_fields(event: str, events: list[tuple], **fields) -> Trace:
+    """A trace of `events` whose `event` table has `fields` replaced (None: dropped)."""
+    t = build(events)
+    tables = {n: t.table(n) for n in t.event_names}
+    tbl = tables[event]
+    for name, col in fields.items():
+        i = tbl.column_names.index(name)
+        tbl = tbl.remove_column(i) if col is None else tbl.set_column(i, name, col)
+    tables[event] = tbl
+    t.meta.path = "hand-built.dat"
+    return Trace(t.events, tables, t.meta)
+
+
+FPU_TRACE = [kentry(0, 0, 100), fpu(500, 0, 100), kexit(1000, 0, 100, 0x78), kentry(2000, 0, 100),
+             fpu(2500, 0, 100, load=False), kexit(3000, 0, 100, 0x78), kentry(4000, 0, 100)]
+
+
+@pytest.mark.parametrize("load,problem", [(pa.array([[1], [0]], pa.list_(pa.uint32())), "load field is list"),
+                                          (None, "kvm_fpu events have no load field")])
+def test_kvm_fpu_load_that_is_not_an_integer(load, problem):
+    # Long campaign input 30485 (`int load[16]` in the format): ValueError in episodes/locate.column.
+    with pytest.raises(TraceError, match=problem):
+        exitreplay.analyze(with_fields("kvm_fpu", FPU_TRACE, load=load))
+
+
+EMU_TRACE = [kentry(0, 0, 100), kexit(1000, 0, 100, 0x400), emulate(1100, 0, 100), kentry(2000, 0, 100)]
+
+
+@pytest.mark.parametrize("field,col", [("insn", pa.array(["89 02"])), ("insn", pa.array([["a", "b"]])),
+                                       ("len", pa.array([[2]])), ("flags", pa.array(["x"]))])
+def test_kvm_emulate_insn_fields_of_the_wrong_type_are_ignored(field, col):
+    t = with_fields("kvm_emulate_insn", EMU_TRACE, **{field: col})
+    r = exitreplay.analyze(t)
+    assert r.summary["exits"] == 1 and field not in t.table("kvm_emulate_insn").column_names
+    assert any(f"the {field} field is" in w and "ignored" in w for w in t.meta.warnings)
+
+
+def test_convert_of_a_kvm_exit_whose_isa_is_text(tmp_path):
+    # Long campaign input 129004 (isa declared char[]): ValueError in convert._isas.
+    from exitreplay.convert import convert_file
+
+    p = tmp_path / "isa.txt"
+    p.write_text("cpus=1\n qemu-system-x86-4242  [000]   100.000001: kvm_exit:             exit_reason=1 isa=svm-ish\n"
+                 " qemu-system-x86-4242  [000]   100.000002: kvm_entry:            vcpu_id=0\n")
+    _paths, written = convert_file(p, tmp_path / "out")
+    assert written == 2
+    assert json.loads((tmp_path / "out" / "meta.json").read_text())["isa"] is None  # no ISA named by text

@@ -132,3 +132,70 @@ def test_a_file_of_only_bad_lines_is_the_projects_error(tmp_path):
     text = PERF.replace("[000]", "[99999999999]").replace("[001]", "[99999999999]")
     with pytest.raises(TraceError, match="no event lines"):
         read(tmp_path, text)
+
+
+# Comms that end in a dash or hold "-<digits>": a 16-byte thread name cut to 15 ("async-executor-")
+# printed "%16s-%-Nd" reads "async-executor--23839", which was pid -23839.
+DASHED_COMMS = ("async-executor-", "w-{cpu}-12-")
+
+
+@pytest.fixture(scope="module")
+def dashed_dat(tmp_path_factory):
+    import dataclasses
+
+    from exitreplay.synth.profiles import load_profile
+    from exitreplay.synth.synthesize import synthesize
+
+    prof = load_profile("cpu")
+    hosts = tuple(dataclasses.replace(h, comm=c) for h, c in zip(prof.host_threads, DASHED_COMMS))
+    path = tmp_path_factory.mktemp("dashed") / "dashed.dat"
+    synthesize(dataclasses.replace(prof, host_threads=hosts), path, seconds=0.02, cpus=2)
+    return path
+
+
+@pytest.mark.parametrize("opts", [(), ("-R", "-t")], ids=["plugins", "raw-ns"])
+def test_comms_ending_in_a_dash_as_trace_cmd_prints_them(trace_cmd, tmp_path, dashed_dat, opts):
+    from conftest import trace_cmd_report
+    from text_helpers import oracle, us
+
+    expected = oracle(dashed_dat)
+    dat = exitreplay.read_trace(dashed_dat).events
+    # The oracle's own split agrees with the .dat, and the trace has the comms this is about.
+    assert [(e["pid"], e["comm"]) for e in expected] == list(zip(dat.column("pid").to_pylist(),
+                                                                 [c or "<...>" for c in dat.column("comm").to_pylist()]))
+    comms = {e["comm"] for e in expected}
+    assert "async-executor-" in comms and comms & {"w-0-12-", "w-1-12-"}
+    p = tmp_path / "report.txt"
+    p.write_text(trace_cmd_report(dashed_dat, *opts))
+    with exitreplay.read_trace(p) as tr:
+        ev = tr.events.to_pydict()
+    got = [(us(t), c, pid, comm or "<...>", e) for t, c, pid, comm, e in
+           zip(ev["ts"], ev["cpu"], ev["pid"], ev["comm"], ev["event"])]
+    assert got == [(us(e["ts"]), e["cpu"], e["pid"], e["comm"], e["event"]) for e in expected]
+
+
+# (comm, pid) as the kernel, trace-cmd and perf script print them; a padded comm says where the
+# separating dash is, so a negative pid is read as one too.
+TASKS = [("async-executor-", 23839), ("x-", 5), ("x", -5), ("a-12-", 7), ("a-12", -7), ("-", 1),
+         ("b -3 [001]-", 4), ("a-longer-comm-name-", 9), ("<...>", 42)]
+LINES = {  # (comm, pid) -> a line of each text form
+    "ftrace": lambda c, p: f"{c:>16}-{p:<7d} [001] d..2.  8565.503547: kvm_fpu: load",
+    "report": lambda c, p: f"{c:>16}-{p:<5d} [001]  8565.503547: kvm_fpu:              load",
+    "perf": lambda c, p: f"{c:>16} {p:>5d} [001]  8565.503547:                 kvm:kvm_fpu: load",
+}
+
+
+@pytest.mark.parametrize("form", list(LINES))
+def test_task_column_with_dashes_and_negative_pids(tmp_path, form):
+    header = {"ftrace": "# tracer: nop\n", "report": "cpus=2\n", "perf": ""}[form]
+    tr, _ = read(tmp_path, header + "\n".join(LINES[form](c, p) for c, p in TASKS) + "\n")
+    want = [(None if c == "<...>" else c, p) for c, p in TASKS]
+    assert list(zip(tr.events.column("comm").to_pylist(), tr.events.column("pid").to_pylist())) == want
+
+
+def test_the_oracles_split_of_the_task_column():
+    from text_helpers import split_task
+
+    for c, p in TASKS:
+        for width in (5, 7):
+            assert split_task(f"{c:>16}-{p:<{width}d}".rstrip()) == (c, p)

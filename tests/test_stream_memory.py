@@ -14,13 +14,14 @@ from exitreplay.synth import synthesize
 
 WINDOW = 100_000
 CHILD = r"""
-import json, resource, sys
+import json, sys
 from exitreplay.pipeline.stream import analyze_file
 from exitreplay.analysis import analyze
 w = int(sys.argv[2])
 r = analyze_file(sys.argv[1], window_events=w) if w else analyze(sys.argv[1])
-print(json.dumps({"exits": r.summary["exits"], "events": r.summary["events"],
-                  "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+# VmHWM is this address space's peak; ru_maxrss would start from the forking parent's size.
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"exits": r.summary["exits"], "events": r.summary["events"], "rss_kb": hwm}))
 """
 
 

@@ -14,10 +14,21 @@ from pathlib import Path
 
 from conftest import trace_cmd_report
 
-LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<sec>\d+)\.(?P<frac>\d+):\s+"
-                  r"(?P<event>[\w:]+):\s*(?P<rest>.*?)\s*$")
+# The task column up to the CPU column ("%16s-%-5d", split by `split_task`).
+TASK = r"(?P<task>.*?-\d+)\s+\[(?P<cpu>\d+)\]\s+"
+LINE = re.compile(r"^" + TASK + r"(?P<sec>\d+)\.(?P<frac>\d+):\s+(?P<event>[\w:]+):\s*(?P<rest>.*?)\s*$")
 FIELD = re.compile(r"(\w+)=(.*?)(?=\s+\w+=|$)")
 CONV = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z|j|t|L)?([diouxXcspn%])")
+
+
+def split_task(task: str) -> tuple[str, int]:
+    """(comm, pid) of a "%16s-%-Nd" task column: a comm of up to 15 characters is padded to 16
+    columns, so the dash after it is the 17th character (the comm may end in a dash, the pid may
+    be negative); a longer comm ends at the last dash."""
+    if len(task) > 17 and task[0].isspace() and task[16] == "-":
+        return task[:16].strip(), int(task[17:])
+    comm, _, pid = task.strip().rpartition("-")
+    return comm, int(pid)
 
 
 def _split_args(args: str) -> list[str]:
@@ -68,11 +79,12 @@ def oracle(dat: Path, *extra: str) -> list[dict]:
         if not m:
             continue
         event = m["event"].split(":")[-1]
+        comm, pid = split_task(m["task"])
         fields = {}
         for k, v in FIELD.findall(m["rest"]):
             fields[k] = typed(v, k in bases.get(event, set()))
         out.append({"ts": int(m["sec"]) * 10**9 + int(m["frac"].ljust(9, "0")[:9]), "cpu": int(m["cpu"]),
-                    "pid": int(m["pid"]), "comm": m["comm"].strip(), "event": event, "fields": fields})
+                    "pid": pid, "comm": comm, "event": event, "fields": fields})
     return out
 
 

@@ -69,7 +69,8 @@ def extra_bytes(data: np.ndarray, at: np.ndarray, rtype: np.ndarray, big: bool) 
             ok = pos + n <= data.size
             idx = np.minimum(pos[:, None] + np.arange(n), data.size - 1)
             val = _u(data[idx], 0, n, big)
-            out[sel] = np.where(ok, np.minimum(val, 1 << 62), 1 << 62)
+            # A u64 past 2^63 reads negative in int64: past the end either way.
+            out[sel] = np.where(ok & (val >= 0), np.minimum(val, 1 << 62), 1 << 62)
     return out
 
 

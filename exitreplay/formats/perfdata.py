@@ -190,7 +190,7 @@ def _events(pf: PerfFile, rec: dict, order: np.ndarray, dec: Decoder) -> dict:
     is_ev = (pf.rtype[kernel[order]] == pr.REC_SAMPLE) & tp[rec["attr"][order]]
     rows = order[is_ev]
     n = rows.size
-    config = np.array([a.config for a in pf.attrs], dtype=np.int64)[rec["attr"][rows]] if n else np.empty(0, np.int64)
+    config = np.array([a.config for a in pf.attrs], dtype=np.uint64)[rec["attr"][rows]] if n else np.empty(0, np.uint64)
     if (config > 0xFFFF).any():
         raise TraceError(pf.path, "tracepoint ids above 65535 are not supported")
     cols = {"ts": rec["ts"][rows].view(np.int64).copy(), "cpu": rec["cpu"][rows].astype(np.int32),

@@ -549,11 +549,16 @@ def not_events(lines: pl.Series, is_event: pl.Series, known: str) -> int:
 
 
 # --- the "task-pid [cpu] ts: event:" prefix (trace-cmd report and the kernel's own text) ----------
-# The comm may hold spaces and dashes: the pid is the number after the last dash before the CPU
-# column. The kernel adds "(tgid)" with the record-tgid option and the latency column ("d..2.",
-# four characters before 5.x) unless irq-info is off.
+# The task is printed "%16s-%-Nd" (trace_print_context() in kernel/trace/trace_output.c: N = 7;
+# trace-cmd report: N = 5): the comm right-aligned in 16 columns, a dash, the pid. The comm may hold
+# spaces and dashes and end in one ("async-executor-", a 16-byte name cut to 15), so "x--5" is comm
+# "x-", pid 5 or comm "x", pid -5. A padded comm (15 characters or fewer) puts the separating dash
+# in column 17, so there the text says which; past 16 columns the pid is the digits after the last
+# dash before the CPU column. The kernel adds "(tgid)" with the record-tgid option and the latency
+# column ("d..2.", four characters before 5.x) unless irq-info is off.
 TASK_PREFIX = (
-    r"^\s*(?P<comm>.*?)-(?P<pid>-?[0-9]+)\s+(?:\(\s*(?P<tgid>[-0-9]+)\)\s+)?\[(?P<cpu>[0-9]+)\]\s+"
+    r"^(?:(?P<head>\s.{15})-(?P<npid>-[0-9]+)|\s*(?P<comm>.*?)-(?P<pid>[0-9]+))"
+    r"\s+(?:\(\s*(?P<tgid>[-0-9]+)\)\s+)?\[(?P<cpu>[0-9]+)\]\s+"
     r"(?:(?P<lat>[.dDbX][.nNpPlLbB][.hHsSzZ][.0-9a-f][.0-9a-f]?)\s+)?"
     r"(?P<ts>[0-9]+(?:\.[0-9]+)?):\s+(?P<event>[\w:-]+):\s?(?P<rest>.*)$"
 )
@@ -567,8 +572,9 @@ def prefixed_events(lines: pl.Series, prefix: str = TASK_PREFIX) -> tuple[pl.Dat
     is_event = frame["ts"].is_not_null()
     ev = frame.filter(is_event)
     flags, preempt = latency_columns(pl.col("lat"))
-    comm = pl.col("comm").str.strip_chars()
+    comm = pl.coalesce(pl.col("head"), pl.col("comm")).str.strip_chars()
     ev = ev.with_columns(
+        pl.coalesce(pl.col("npid"), pl.col("pid")).alias("pid"),
         pl.col("event").str.extract(r"^(.+):", 1).alias("system"),
         pl.col("event").str.replace(r"^.+:", ""),
     ).with_columns(

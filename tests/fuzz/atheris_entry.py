@@ -2,7 +2,7 @@
 
     python tests/fuzz/atheris_entry.py fuzz-corpus/ -max_total_time=3600 -rss_limit_mb=3072
 
-The first byte of an input picks what it is (trace.dat, text, policy, cost profile); the rest is
+The first byte of an input picks what it is (trace.dat, text, policy, cost profile, perf.data); the rest is
 the file. An empty corpus directory is filled with the harness's seeds first. Only the project's
 own error (ExitReplayError) is an expected outcome: anything else propagates, and libFuzzer
 records the input as a crash; `-rss_limit_mb` catches memory blow-ups, `-timeout` hangs.
@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-KINDS = ("dat", "text", "policy", "costs")
+KINDS = ("dat", "text", "policy", "costs", "perf")
 _WORK = Path(tempfile.mkdtemp(prefix="exitreplay-atheris-"))
 
 
@@ -36,7 +36,7 @@ def test_one_input(data: bytes) -> None:
     if not data:
         return
     kind = KINDS[data[0] % len(KINDS)]
-    path = _WORK / ("input.toml" if kind in ("policy", "costs") else f"input.{kind}")
+    path = _WORK / ("input.toml" if kind in ("policy", "costs") else "input.perf.data" if kind == "perf" else f"input.{kind}")
     path.write_bytes(data[1:])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -73,6 +73,7 @@ def main(argv: list[str]) -> None:
         import exitreplay  # noqa: F401  (instrumented for coverage)
         import exitreplay.formats.ftrace_text  # noqa: F401
         import exitreplay.formats.perf_script  # noqa: F401
+        import exitreplay.formats.perfdata  # noqa: F401
         import exitreplay.formats.report_text  # noqa: F401
         import exitreplay.formats.tracedat  # noqa: F401
         import exitreplay.replay.costs  # noqa: F401

@@ -95,9 +95,9 @@ def _zlib_for_zstd(active: bool) -> Iterator[None]:
 @dataclasses.dataclass
 class Seed:
     name: str
-    kind: str  # "dat", "text", "policy", "costs"
+    kind: str  # "dat", "perf", "text", "policy", "costs"
     data: bytes
-    model: DatModel | None = None
+    model: object = None  # a DatModel (dat) or a perfseed.PerfModel (perf)
 
 
 def model_from(path: Path, pages_per_cpu: int = 3, max_cpus: int = 4, cmdline_lines: int = 40) -> DatModel:
@@ -185,4 +185,18 @@ def build_seeds(tmp: Path) -> list[Seed]:
         seeds.append(Seed(p.name, "policy", p.read_bytes()))
     for p in sorted((PACKAGE / "replay" / "costs").glob("*.toml")):
         seeds.append(Seed(p.name, "costs", p.read_bytes()))
+    seeds += perf_seeds(tmp)
     return seeds
+
+
+# perf.data made by `exitreplay synth --output-format perf`: (profile, pipe mode, records per
+# COMPRESSED record), besides the real recordings.
+PERF_SYNTH = (("mixed", False, 0), ("nested", True, 16), ("syscall-heavy", False, 8))
+
+
+def perf_seeds(tmp: Path) -> list[Seed]:
+    from .perfseed import model_of, synthesized
+
+    models = [(p.name, model_of(p)) for p in sorted(REAL.glob("*.perf.data"))]
+    models += [(f"synth-{prof}.perf.data", synthesized(tmp, prof, 0.005, pipe, comp)) for prof, pipe, comp in PERF_SYNTH]
+    return [Seed(f"seed-{name}", "perf", m.write(), m) for name, m in models]

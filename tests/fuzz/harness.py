@@ -243,7 +243,8 @@ def run_input(inp, legs: Legs, ctx: dict, workdir: Path, host_path: str, cli_tim
               counter: WarningCounter) -> Outcome:
     from exitreplay.errors import ExitReplayError
 
-    path = workdir / f"input.{'toml' if inp.kind in ('policy', 'costs') else 'dat' if inp.kind == 'dat' else 'txt'}"
+    path = workdir / {"policy": "input.toml", "costs": "input.toml", "dat": "input.dat", "perf": "input.perf.data"}.get(
+        inp.kind, "input.txt")
     path.write_bytes(inp.data)
     out = Outcome(inp.index, "ok", ops=list(inp.ops), kind=inp.kind)
     base = _status_kb("VmRSS")

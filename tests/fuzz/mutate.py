@@ -30,7 +30,7 @@ HUGE = ["99999999999999999999", "18446744073709551616", "-9223372036854775809", 
 @dataclasses.dataclass
 class Input:
     index: int
-    kind: str  # "dat", "text", "policy", "costs"
+    kind: str  # "dat", "perf", "text", "policy", "costs"
     data: bytes
     seed: int  # index of the seed it came from
     ops: list[str]
@@ -45,22 +45,25 @@ class Mutator:
     def __init__(self, seeds: list[Seed], campaign: int = 0):
         self.seeds = seeds
         self.campaign = campaign
-        self.by_kind = {k: [i for i, s in enumerate(seeds) if s.kind == k] for k in ("dat", "text", "policy", "costs")}
+        self.by_kind = {k: [i for i, s in enumerate(seeds) if s.kind == k]
+                        for k in ("dat", "perf", "text", "policy", "costs")}
         self._layouts: dict[int, Layout] = {}
 
-    def layout(self, i: int) -> Layout:
+    def layout(self, i: int, walker=walk) -> Layout:
         if i not in self._layouts:
-            self._layouts[i] = walk(self.seeds[i].data)
+            self._layouts[i] = walker(self.seeds[i].data)
         return self._layouts[i]
 
     def make(self, index: int) -> Input:
         rng = random.Random(f"{self.campaign}:{index}")
         r = rng.random()
-        kind = "dat" if r < 0.6 else "text" if r < 0.85 else rng.choice(["policy", "costs"])
+        kind = "dat" if r < 0.45 else "perf" if r < 0.65 else "text" if r < 0.87 else rng.choice(["policy", "costs"])
         si = rng.choice(self.by_kind[kind])
         seed = self.seeds[si]
         if kind == "dat":
             return self._dat(index, si, seed, rng)
+        if kind == "perf":
+            return self._perf(index, si, seed, rng)
         if kind == "text":
             data, ops = text_mutations(seed.data, rng, [self.seeds[i].data for i in self.by_kind["text"]])
             return Input(index, kind, data, si, ops)
@@ -89,6 +92,30 @@ class Mutator:
             if op.startswith(("insert", "delete", "truncate")):
                 lay = walk(data)
         return Input(index, "dat", data, si, ops)
+
+    # -- perf.data -------------------------------------------------------------------------------
+    def _perf(self, index: int, si: int, seed: Seed, rng: random.Random) -> Input:
+        from . import perflayout, perfmutate
+
+        lay = self.layout(si, perflayout.walk)
+        if rng.random() < 0.1:
+            cut = truncation_point(seed.data, lay, rng)
+            return Input(index, "perf", seed.data[:cut], si, [f"truncate@{cut}"])
+        ops: list[str] = []
+        data = seed.data
+        others = [self.seeds[i] for i in self.by_kind["perf"] if i != si]
+        if rng.random() < 0.6:
+            model = seed.model.copy()
+            for _ in range(rng.choice([1, 1, 2, 3])):
+                ops.append(perfmutate.model_mutation(model, rng, self, [o.model for o in others]))
+            data = model.write()
+            lay = perflayout.walk(data)
+        for _ in range(rng.choice([0, 1, 1, 2]) if ops else rng.choice([1, 1, 2, 3])):
+            data, op = perfmutate.container_mutation(data, lay, rng, [o.data for o in others])
+            ops.append(op)
+            if op.startswith(("insert", "delete", "truncate")):
+                lay = perflayout.walk(data)
+        return Input(index, "perf", data, si, ops)
 
     def other_dat(self, rng: random.Random) -> Seed:
         return self.seeds[rng.choice(self.by_kind["dat"])]
@@ -248,8 +275,8 @@ def _page_mutation(model: DatModel, rng: random.Random, mut: Mutator) -> None:
     ps = model.page_size
     n = data.size // ps
     kind = rng.choice(["reverse", "dup", "cut", "zero", "foreign", "commit", "word"])
-    if kind == "reverse" and n > 1:
-        data = data.reshape(n, ps)[::-1].reshape(-1).copy()
+    if kind == "reverse" and n > 1:  # whole pages reversed; a part page (an earlier cut) stays last
+        data = np.concatenate([data[: n * ps].reshape(n, ps)[::-1].reshape(-1), data[n * ps:]])
     elif kind == "dup" and n:
         data = np.concatenate([data, data[:ps]])
     elif kind == "cut" and data.size:
