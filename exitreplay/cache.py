@@ -118,7 +118,15 @@ def load(cache_dir: Path, k: str) -> Any | None:
     try:
         if not _HEX64.fullmatch(k) or p.stat().st_size > MAX_ENTRY:
             return None
-        data = p.read_bytes()
+        return unpack(k, p.read_bytes())
+    except OSError:
+        return None
+
+
+def unpack(k: str, data: bytes) -> Any | None:
+    """The value an entry's bytes hold for key `k`, or None (damaged, foreign or stale). Workers
+    send their results in this form too, so nothing but data crosses from them."""
+    try:
         table = ipc.open_file(pa.BufferReader(data)).read_all()
         table.validate(full=True)
         meta = table.schema.metadata or {}
@@ -129,13 +137,14 @@ def load(cache_dir: Path, k: str) -> Any | None:
         return None
 
 
-def store(cache_dir: Path, k: str, value: Any) -> None:
-    """Store `value` (a dataclass, dict, list or scalar holding arrays anywhere) under key `k`."""
+def pack(k: str, value: Any) -> bytes | None:
+    """`value` (a dataclass, dict, list or scalar holding arrays anywhere) as the bytes of an
+    entry under key `k`; None for a value that is not plain data."""
     columns: list[pa.Array] = []
     try:
         doc = json.dumps(_encode(value, columns), allow_nan=True)
-    except (TypeError, ValueError):  # a value that is not plain data is not cached
-        return
+    except (TypeError, ValueError):
+        return None
     names = [f"c{i}" for i in range(len(columns))]
     meta = {b"format": FORMAT.encode(), b"key": k.encode(), b"value": doc.encode()}
     table = pa.Table.from_arrays(columns, names=names).replace_schema_metadata(meta) if columns else \
@@ -143,8 +152,20 @@ def store(cache_dir: Path, k: str, value: Any) -> None:
     sink = pa.BufferOutputStream()
     with ipc.new_file(sink, table.schema) as w:
         w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def store(cache_dir: Path, k: str, value: Any) -> None:
+    """Store `value` under key `k` (a value that is not plain data is not cached)."""
+    store_bytes(cache_dir, k, pack(k, value))
+
+
+def store_bytes(cache_dir: Path, k: str, data: bytes | None) -> None:
+    """Store an entry already packed (by a worker) under key `k`."""
+    if data is None or not _HEX64.fullmatch(k):
+        return
     try:
-        _write_atomic(private_dir(cache_dir), f"{k}{SUFFIX}", sink.getvalue().to_pybytes())
+        _write_atomic(private_dir(cache_dir), f"{k}{SUFFIX}", data)
     except OSError:  # an unwritable cache costs speed, not the result
         pass
 

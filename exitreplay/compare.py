@@ -15,13 +15,12 @@ for a reason (`exits:hlt`, `share:hlt`, `p99_ns:hlt`) and `<policy>:<metric>` fo
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import glob
-import multiprocessing
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import polars as pl
 
 from . import cache as cache_mod
 from .callmodule import make_callable
+from .engines import Died, Engine, check_engine, make_engine
 from .errors import ExitReplayError, UsageError
 from .filters import Filters
 from .gate import Gate
@@ -53,6 +53,8 @@ POLICY_METRICS = {
     "ist_off_pct": "ist_off_pct", "guest_state_live_pct": "guest_state_live_pct",
 }
 ALL = "*"  # key of the all-reasons latency sample
+# Above this many traces the latency samples stay in the cache until the deltas need them.
+SPILL_ABOVE = 64
 
 
 @dataclasses.dataclass
@@ -254,34 +256,65 @@ def _check_options(policies, baseline, costs) -> None:
         load_costs(costs)
 
 
-def _analyze_all(todo, options, jobs, progress, done, total) -> dict[str, TraceResult]:
-    out: dict[str, TraceResult] = {}
+class _Spilled(Mapping):
+    """A result's latency samples left in its cache entry and read back when the deltas test
+    them, so a fleet of thousands of traces does not hold every trace's samples at once."""
 
-    def tick(res: TraceResult) -> None:
-        nonlocal done
-        out[res.label] = res
+    def __init__(self, cdir: Path, key: str, names: list[str]):
+        self.cdir, self.key, self.names = cdir, key, names
+
+    def _samples(self) -> dict[str, np.ndarray]:
+        return _entry_samples(self.cdir, self.key)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._samples()[name]
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@functools.lru_cache(maxsize=2)  # the reference's and the trace's being compared with it
+def _entry_samples(cdir: Path, key: str) -> dict[str, np.ndarray]:
+    hit = cache_mod.load(cdir, key)
+    if not isinstance(hit, TraceResult):
+        raise ExitReplayError(f"the results cache entry {key[:12]} in {cdir} went away during the run: run again")
+    return hit.latencies
+
+
+def _spill(res: TraceResult, cdir: Path, key: str) -> TraceResult:
+    """res with its samples read from its cache entry on demand (if the entry is there)."""
+    if res.latencies and (cdir / f"{key}{cache_mod.SUFFIX}").is_file():
+        res.latencies = _Spilled(cdir, key, list(res.latencies))
+    return res
+
+
+def _task(label: str, path: str, options: dict, key: str) -> bytes | TraceResult:
+    """Worker: one trace's result as the bytes of its cache entry (Arrow IPC: data, not objects),
+    or the result itself if it is not plain data."""
+    res = _summarize(label, path, options)
+    return cache_mod.pack(key, res) or res
+
+
+def _analyze_all(todo, options, keys, engine, progress, done, total, keep) -> dict[str, TraceResult]:
+    """Each trace of `todo` on the engine; `keep(label, result, packed)` runs as each one arrives
+    (so an interrupted batch keeps what it finished)."""
+    out: dict[str, TraceResult] = {}
+    for i, got in engine.map_unordered(_task, [(lab, p, options, keys[lab]) for lab, p in todo]):
+        lab, p = todo[i]
+        packed = got if isinstance(got, bytes) else None
+        res = cache_mod.unpack(keys[lab], packed) if packed is not None else got
+        if isinstance(res, Died) or not isinstance(res, TraceResult):
+            why = res.why if isinstance(res, Died) else "its worker sent back no result"
+            res = TraceResult(lab, p, {}, {}, {}, [], [], error=f"{p}: {why}")
+        res.label, res.path = lab, p
+        out[lab] = res
+        keep(lab, res, packed)
         done += 1
         if progress:
             progress(done, total)
-
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-    if workers == 1:
-        for lab, p in todo:
-            tick(_summarize(lab, p, options))
-        return out
-    # spawn, not fork: forking a process whose Polars/Arrow thread pools are running can leave a
-    # child waiting forever on a lock held by a thread that was not copied.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futs = {pool.submit(_summarize, lab, p, options): (lab, p) for lab, p in todo}
-        for f in as_completed(futs):
-            lab, p = futs[f]
-            try:
-                res = f.result()
-            except BrokenProcessPool:
-                res = TraceResult(lab, p, {}, {}, {}, [], [],
-                                  error=f"{p}: the worker analyzing it died (out of memory?)")
-            tick(res)
     return out
 
 
@@ -358,11 +391,14 @@ def compare(traces: Sequence[tuple[str, str] | str | os.PathLike], *, policies: 
             baseline: str | None = None, costs: str | None = None, cpu_mhz: float | None = None,
             reference: str | None = None, gates: Sequence[Gate] = (), jobs: int | None = None,
             cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-            progress: Callable[[int, int], None] | None = None, filters: Filters | None = None) -> Comparison:
+            progress: Callable[[int, int], None] | None = None, filters: Filters | None = None,
+            engine: str | Engine = "local", address: str | None = None) -> Comparison:
     """Analyze every trace ((label, path) pairs, or paths, directories and globs), tabulate, and
     compare each with the reference (default: the first trace that could be read and has exits).
     filters (window, VM, vCPU, host CPUs, reasons) apply to every trace. Traces that fail are
-    listed in `errors`; if all fail, or the reference does, it raises."""
+    listed in `errors`; if all fail, or the reference does, it raises. `engine`: "local" (a
+    process pool of `jobs`), "ray" (a local Ray instance, or the cluster at `address`) or an
+    Engine. Each result is cached as it arrives, so an interrupted run resumes where it stopped."""
     if not traces:
         raise UsageError("no traces to compare")
     plain = [os.fspath(t) for t in traces if not isinstance(t, tuple)]
@@ -377,6 +413,8 @@ def compare(traces: Sequence[tuple[str, str] | str | os.PathLike], *, policies: 
             raise UsageError(f"{p}: is a directory")
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if not isinstance(engine, Engine):
+        check_engine(engine, address)
     _check_options(policies, baseline, costs)
     options = {"policies": list(policies or []), "baseline": baseline, "costs": costs, "cpu_mhz": cpu_mhz}
     if filters is not None and filters.active:
@@ -389,17 +427,21 @@ def compare(traces: Sequence[tuple[str, str] | str | os.PathLike], *, policies: 
         hit = cache_mod.load(cdir, k) if use_cache else None
         if isinstance(hit, TraceResult):
             hit.label, hit.path, hit.cached = label, path, True
-            results[label] = hit
+            results[label] = _spill(hit, cdir, k) if len(traces) > SPILL_ABOVE else hit
         else:
             todo.append((label, path))
     if progress:
         progress(len(results), len(traces))
     if todo:
-        fresh = _analyze_all(todo, options, jobs, progress, len(results), len(traces))
-        results.update(fresh)
-        for lab, res in fresh.items():
+        def keep(lab: str, res: TraceResult, packed: bytes | None) -> None:
             if res.error is None and use_cache:
-                cache_mod.store(cdir, keys[lab], res)
+                cache_mod.store_bytes(cdir, keys[lab], packed or cache_mod.pack(keys[lab], res))
+                if len(traces) > SPILL_ABOVE:
+                    _spill(res, cdir, keys[lab])
+
+        with contextlib.ExitStack() as stack:
+            eng = engine if isinstance(engine, Engine) else stack.enter_context(make_engine(engine, jobs, address))
+            results.update(_analyze_all(todo, options, keys, eng, progress, len(results), len(traces), keep))
     return tabulate([results[lab] for lab in labels], reference, gates)
 
 

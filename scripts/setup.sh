@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up exitreplay in a virtual environment in the checkout (.venv), so a stock Debian/Ubuntu
 # python3 (which refuses `pip install` outside one: externally-managed-environment) works as it is.
-# The package is installed editable with its test extras; the user's pip is left as it is.
+# The package is installed editable with its test and ray extras (the Ray engine's tests run on a
+# local Ray instance); the user's pip is left as it is.
 # As root on Debian/Ubuntu it also installs the system tools the tests use: trace-cmd (the
 # independent oracle), chromium (HTML report rendering checks), perf (perf.data input) and tmux
 # (drives `top` on a terminal).
@@ -30,5 +31,5 @@ if [ ! -x .venv/bin/python ]; then
     exit 1
   }
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,ray]"
 echo "setup: ready: .venv/bin/exitreplay --help; tests: .venv/bin/python -m pytest -q"

@@ -10,6 +10,7 @@ from rich.table import Table
 from .. import export
 from ..analysis import PROGRESS_STEPS
 from ..analysis import analyze as run_analysis
+from ..engines import check_engine
 from ..errors import UsageError
 from ..render import FORMATS, render, render_table
 from ..replay.policy import builtin_policies
@@ -17,9 +18,11 @@ from ..views import KINDS, SORT_KEYS
 from . import app
 from .common import (
     PROGRESS_MIN_BYTES,
+    address_option,
     console,
     cpu_option,
     emit,
+    engine_option,
     filters,
     from_option,
     load,
@@ -27,6 +30,7 @@ from .common import (
     progress_bar,
     reason_option,
     say,
+    stage,
     to_option,
     vcpu_option,
 )
@@ -88,6 +92,11 @@ def analyze(
                               "exits_by_msr, episodes); csv to stdout defaults to policies."),
     output: Path = typer.Option(None, "-o", "--output", help="Write to this file (csv/parquet: directory)."),
     charts_dir: Path = typer.Option(None, "--charts", help="Also write every chart (PNG and HTML) here."),
+    engine: str = engine_option(), address: str = address_option(),
+    split: int = typer.Option(None, "--split", help="trace.dat: analyze it as N time ranges in parallel "
+                              "(default with --engine ray: one per worker); the same Report as one process."),
+    jobs: int = typer.Option(None, "--jobs", "-j", help="With --split: local processes, or a local Ray "
+                             "instance's CPUs (default: the CPU count)."),
     window_events: str = typer.Option("auto", "--window-events", metavar="N|auto|0",
                                       help="Analyse N events at a time, memory bounded by the window (same "
                                            "numbers); 0: the whole trace in memory; auto: windows of "
@@ -101,9 +110,14 @@ def analyze(
     _check(fmt, event, key, limit, summary, detail, output, table)
     numbers = {"cpu_mhz": parse_number(cpu_mhz, "--cpu-mhz"), "tsc_mhz": parse_number(tsc_mhz, "--tsc-mhz")}
     flt = filters(pid, vcpu, cpu, reason, start, end)
-    window = stream_window(trace, window_events, needs_exits=event != "vmexit" or charts_dir is not None
-                           or fmt == "parquet" or table == "episodes")
-    if window:
+    check_engine(engine, address)
+    needs_exits = event != "vmexit" or charts_dir is not None or fmt == "parquet" or table == "episodes"
+    if engine != "local" or split is not None:
+        if needs_exits:
+            raise UsageError("--engine/--split: --event, --charts, --table episodes and parquet output need every "
+                             "exit in one process: analyze without --engine/--split")
+        report = _split(trace, engine, address, split, jobs, policy or None, cost_profile, baseline, flt, numbers)
+    elif window := stream_window(trace, window_events, needs_exits=needs_exits):
         report = _streamed(trace, window, policy or None, cost_profile, baseline, flt, numbers)
     else:
         tr = load(str(trace))
@@ -127,6 +141,21 @@ def analyze(
         if report.episodes.height == 0:
             raise UsageError("no exits in this trace: nothing to chart")
         write_charts(report, charts_dir, trace.name)
+
+
+def _split(trace: Path, engine: str, address: str | None, split: int | None, jobs: int | None, policies, costs,
+           baseline, flt, numbers: dict):
+    """analyze --engine/--split: the trace's time ranges on the engine, merged (fleet.py)."""
+    from ..engines import make_engine
+    from ..fleet import analyze_split
+
+    if split is not None and split < 1:
+        raise UsageError("--split must be at least 1")
+    if not trace.is_file():
+        raise UsageError(f"{trace}: no such file" if not trace.exists() else f"{trace}: is not a file")
+    with make_engine(engine, jobs, address) as eng, stage(f"analyzing {trace.name} on {eng.name}"):
+        return analyze_split(str(trace), eng, split, policies=policies, costs=costs, baseline=baseline,
+                             filters=flt, **numbers)
 
 
 def stream_window(path: Path, option: str, needs_exits: bool) -> int:

@@ -117,3 +117,14 @@ def filters(pid: str | None = None, vcpu: str | None = None, cpu: list[str] | No
            (("vm", pid, "--pid"), ("vcpu", vcpu, "--vcpu"))}
     return Filters(vm=one["vm"], vcpu=one["vcpu"], cpus=parse_ints(cpu, "--cpu"), reasons=parse_names(reason),
                    start=parse_time(start, "--from"), end=parse_time(end, "--to"))
+
+
+# -- where the work runs (compare, analyze) -----------------------------------------------------------
+def engine_option():
+    return typer.Option("local", "--engine", help="Where to run: local (a process pool) or ray (a local "
+                        "Ray instance, or the cluster at --address; pip install 'exitreplay[ray]').")
+
+
+def address_option():
+    return typer.Option(None, "--address", help="--engine ray: the address of an existing Ray cluster "
+                        "(host:port, or auto); its workers must see the traces at the same paths.")

@@ -15,15 +15,18 @@ from ..analysis import analyze as run_analysis
 from ..compare import compare as run_compare
 from ..compare import expand
 from ..errors import UsageError
+from ..fleet import check_rows_path, write_rows
 from ..gate import parse_gate
 from ..report import charts, compare_tables
 from ..report.export import EXTENSIONS, save
 from ..report.html import write_report
 from . import app
 from .common import (
+    address_option,
     console,
     cpu_option,
     emit,
+    engine_option,
     err_console,
     filters,
     from_option,
@@ -108,6 +111,9 @@ def compare(
     fail_if: list[str] = typer.Option(None, "--fail-if", help="CI gate 'METRIC[.rel|.abs] OP VALUE[%]', e.g. "
                                       "'exits_per_s.rel > 5%' (repeat); exit status 1 when one trips."),
     jobs: int = typer.Option(None, "--jobs", "-j", help="Parallel processes (default: CPU count)."),
+    engine: str = engine_option(), address: str = address_option(),
+    rows_parquet: Path = typer.Option(None, "--rows-parquet", help="Also write one row per trace (every "
+                                      "metric) to this Parquet file, for DuckDB or Polars over a fleet."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Analyze again even if cached."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Results cache (default: $EXITREPLAY_CACHE, "
                                    "$XDG_CACHE_HOME/exitreplay or ~/.cache/exitreplay)."),
@@ -125,13 +131,17 @@ def compare(
         raise UsageError(f"unknown --format {fmt!r} (choose from {', '.join(COMPARE_FORMATS)})")
     if fmt == "parquet" and output is None:
         raise UsageError("--format parquet needs -o FILE")
+    if rows_parquet is not None:
+        check_rows_path(rows_parquet)
     gates = [parse_gate(g) for g in (fail_if or [])]
     flt = filters(pid, vcpu, cpu, reason, start, end)
     pairs = expand(traces or [], label or [])
     with trace_progress(len(pairs)) as cb:
         cmp = run_compare(pairs, policies=policy, baseline=baseline, costs=cost_profile, cpu_mhz=cpu_mhz,
                           reference=reference, gates=gates, jobs=jobs, cache_dir=cache_dir, use_cache=not no_cache,
-                          progress=cb, filters=flt)
+                          progress=cb, filters=flt, engine=engine, address=address)
+    if rows_parquet is not None:
+        write_rows(cmp, rows_parquet)
     out = str(output) if output else None
     if fmt == "table" and output is None:
         compare_tables.print_tables(cmp, console)
