@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stream_helpers import assert_same_report
 
 from exitreplay.analysis import analyze
 from exitreplay.pipeline import analyze_windows
 from exitreplay.pipeline.view import slices
 from exitreplay.reader import read_trace
-
-from stream_helpers import assert_same_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "sample_traces").glob("*.dat"))

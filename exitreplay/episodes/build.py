@@ -21,12 +21,12 @@ import polars as pl
 import pyarrow as pa
 
 from ..trace import Trace
+from . import streamed
 from . import userreturn as ur
 from .attached import attach, nullable
 from .boundaries import FIRST_KINDS, FIRST_LOADS, first_entries, moved_without_switch, running_at_start
-from .classify import CLASSES, classes, exit_isa, msr_write_exits, reason_codes
-from . import streamed
 from .carry import Carry
+from .classify import CLASSES, classes, exit_isa, msr_write_exits, reason_codes
 from .drops import crossing_drops
 from .locate import BIG, column
 from .pairing import Pairing, empty_entries, entry_columns, pair

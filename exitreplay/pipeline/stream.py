@@ -9,13 +9,32 @@ from typing import Any
 
 import polars as pl
 
-from ..analysis import (DEFAULT_BASELINE, ISA_KEYS, LAT_GROUPS, REPLAY_GROUPS, Context, Report, _positive,
-                        _select_costs, _select_policies, assemble, host_policies, nested_table)
+from ..analysis import (
+    DEFAULT_BASELINE,
+    ISA_KEYS,
+    LAT_GROUPS,
+    REPLAY_GROUPS,
+    Context,
+    Report,
+    _positive,
+    _select_policies,
+    assemble,
+    host_policies,
+    nested_table,
+)
 from ..episodes import build_episodes
 from ..episodes.build import ABSENT, WARN, sync_names
 from ..filters import Filters
-from ..replay.engine import (boundary_frame, episode_sums, extra_boundaries, l1_last, l1_loads, nested_counts,
-                             nested_from_counts, results_from_sums)
+from ..replay.engine import (
+    boundary_frame,
+    episode_sums,
+    extra_boundaries,
+    l1_last,
+    l1_loads,
+    nested_counts,
+    nested_from_counts,
+    results_from_sums,
+)
 from ..replay.policy import Policy, builtin_policies, load_policy
 from ..trace import Trace
 from .latency import KEYS, LatencyCounts
