@@ -472,6 +472,27 @@ class _Cpu:
             self.buf = np.empty(0, np.uint8)
 
 
+def merge_queues(dec: Decoder, queues, cuts: list[int]):
+    """The first cuts[i] records of each CPU's queue (cpu, key, ts, off, size, buf) merged in time
+    order: (the records' bytes, the common columns, the merge, which records' flags decoded)."""
+    parts, pieces, base = [], [], 0
+    for q, n in zip(queues, cuts):
+        if n:
+            hi = int(q.off[n - 1]) + int(q.size[n - 1])
+            pieces.append(q.buf[:hi])
+            parts.append(Part(q.cpu, q.key[:n], q.ts[:n], q.off[:n] + base, q.size[:n]))
+            base += hi
+        else:
+            parts.append(Part(q.cpu, None, q.ts[:0], q.off[:0], q.size[:0]))
+    data = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    m = sum(cuts)
+    cols = {"ts": np.empty(m, np.int64), "cpu": np.empty(m, np.int32), "pid": np.empty(m, np.int32),
+            "type_id": np.empty(m, np.uint16), "flags": np.empty(m, np.uint8), "pc": np.empty(m, np.uint8),
+            "comm": np.empty(m, np.int32), "off": np.empty(m, np.int64), "size": np.empty(m, np.int32)}
+    merged = dec.merge(parts, cols)
+    return data, cols, merged, dec.common_fields(data, merged.off, merged.size, cols)
+
+
 class TraceDatStream:
     """A trace.dat decoded window by window with bounded memory (see the module docstring)."""
 
@@ -527,22 +548,8 @@ class TraceDatStream:
             self.dropped.extend(Dropped(c.cpu, self._last_ts, m.count, None) for m in c.missed)
 
     def _window(self, cuts: list[int]) -> Window:
-        parts, pieces, base = [], [], 0
-        for c, n in zip(self.cpus, cuts):
-            if n:
-                hi = int(c.off[n - 1]) + int(c.size[n - 1])
-                pieces.append(c.buf[:hi])
-                parts.append(Part(c.cpu, c.key[:n], c.ts[:n], c.off[:n] + base, c.size[:n]))
-                base += hi
-            else:
-                parts.append(Part(c.cpu, None, c.ts[:0], c.off[:0], c.size[:0]))
-        data = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         m = sum(cuts)
-        cols = {"ts": np.empty(m, np.int64), "cpu": np.empty(m, np.int32), "pid": np.empty(m, np.int32),
-                "type_id": np.empty(m, np.uint16), "flags": np.empty(m, np.uint8), "pc": np.empty(m, np.uint8),
-                "comm": np.empty(m, np.int32), "off": np.empty(m, np.int64), "size": np.empty(m, np.int32)}
-        merged = self.dec.merge(parts, cols)
-        flags_ok = self.dec.common_fields(data, merged.off, merged.size, cols)
+        data, cols, merged, flags_ok = merge_queues(self.dec, self.cpus, cuts)
         self.dec.comm_codes(cols["pid"], out=cols["comm"])
         for pi, (c, n) in enumerate(zip(self.cpus, cuts)):
             k = 0

@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..convert import Window as RawWindow
-from ..convert import _events_batch, _Names
+from ..convert import _events_batch, _Names, merge_queues
 from ..formats.ringbuffer import Missed, decode_pages
-from ..formats.tracedat import Decoder, Part, merge_key
+from ..formats.tracedat import Decoder, merge_key
 from ..formats.tracedat_file import TraceDatFile
 from ..record.pipes import POLL_MS
 from ..trace import Dropped, Trace, TraceMeta
@@ -106,22 +106,7 @@ class PageDecoder:
         cuts = [q.cut(bound) for q in qs]
         if not sum(cuts):
             return None
-        parts, pieces, base = [], [], 0
-        for q, n in zip(qs, cuts):
-            if n:
-                hi = int(q.off[n - 1]) + int(q.size[n - 1])
-                pieces.append(q.buf[:hi])
-                parts.append(Part(q.cpu, q.key[:n], q.ts[:n], q.off[:n] + base, q.size[:n]))
-                base += hi
-            else:
-                parts.append(Part(q.cpu, None, q.ts[:0], q.off[:0], q.size[:0]))
-        data = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-        m = sum(cuts)
-        cols = {"ts": np.empty(m, np.int64), "cpu": np.empty(m, np.int32), "pid": np.empty(m, np.int32),
-                "type_id": np.empty(m, np.uint16), "flags": np.empty(m, np.uint8), "pc": np.empty(m, np.uint8),
-                "comm": np.empty(m, np.int32), "off": np.empty(m, np.int64), "size": np.empty(m, np.int32)}
-        merged = self.dec.merge(parts, cols)
-        flags_ok = self.dec.common_fields(data, merged.off, merged.size, cols)
+        data, cols, merged, flags_ok = merge_queues(self.dec, qs, cuts)
         cols["comm"][:] = self.comms.codes(cols["pid"])
         dropped = self._dropped(qs, cuts, merged, cols["ts"])
         for q, n in zip(qs, cuts):
@@ -132,7 +117,7 @@ class PageDecoder:
             for q in qs:
                 q.missed.clear()
         trace = self._trace(RawWindow(self.rows, data, cols, flags_ok), dropped)
-        self.rows += m
+        self.rows += sum(cuts)
         return trace
 
     def _dropped(self, qs, cuts, merged, ts) -> list[Dropped]:
