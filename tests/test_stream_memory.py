@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-
-from exitreplay.synth import synthesize
+from memory_helpers import PEAK_KB, trace_pair
 
 WINDOW = 100_000
 CHILD = r"""
@@ -19,20 +18,13 @@ from exitreplay.pipeline.stream import analyze_file
 from exitreplay.analysis import analyze
 w = int(sys.argv[2])
 r = analyze_file(sys.argv[1], window_events=w) if w else analyze(sys.argv[1])
-# VmHWM is this address space's peak; ru_maxrss would start from the forking parent's size.
-hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"exits": r.summary["exits"], "events": r.summary["events"], "rss_kb": hwm}))
-"""
+print(json.dumps({"exits": r.summary["exits"], "events": r.summary["events"], "rss_kb": PEAK}))
+""".replace("PEAK", PEAK_KB)
 
 
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory):
-    out = {}
-    for seconds in (0.5, 2.0):
-        path = tmp_path_factory.mktemp("smem") / f"s{seconds}.dat"
-        written = synthesize("netio", path, seconds=seconds, vcpus=8, window_events=WINDOW)
-        out[seconds] = (path, written.events)
-    return out
+    return trace_pair(tmp_path_factory, "netio", (0.5, 2.0), 8, WINDOW)
 
 
 def run(path, window: int) -> dict:

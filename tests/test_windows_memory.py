@@ -8,29 +8,23 @@ import subprocess
 import sys
 
 import pytest
-
-from exitreplay.synth import synthesize
+from memory_helpers import PEAK_KB, trace_pair
 
 WINDOW = 100_000
 CHILD = r"""
-import json, resource, sys
+import json, sys
 from exitreplay.windows import iter_windows
 n = rows = 0
 for w in iter_windows(sys.argv[1], window_events=int(sys.argv[2])):
     n += len(w)
     rows += sum(w.table(name).num_rows for name in w.event_names)
-print(json.dumps({"events": n, "rows": rows, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
-"""
+print(json.dumps({"events": n, "rows": rows, "rss_kb": PEAK}))
+""".replace("PEAK", PEAK_KB)
 
 
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory):
-    out = {}
-    for seconds in (2.0, 8.0):
-        path = tmp_path_factory.mktemp("mem") / f"s{seconds}.dat"
-        written = synthesize("syscall-heavy", path, seconds=seconds, vcpus=4, window_events=WINDOW)
-        out[seconds] = (path, written.events)
-    return out
+    return trace_pair(tmp_path_factory, "syscall-heavy", (2.0, 8.0), 4, WINDOW)
 
 
 def peak(path) -> dict:
