@@ -88,3 +88,15 @@ def test_piped_output_width(columns, width):
                           "--detail"], capture_output=True, text=True, env=env, check=True).stdout
     assert max(len(line) for line in out.splitlines()) <= width
     assert max(len(line) for line in out.splitlines()) > width - 10  # it uses the width it has
+
+
+@pytest.mark.parametrize("args", [["--detail"], ["--event", "msr"], ["--summary"]])
+def test_piped_tables_are_ascii_bytes_that_fit(args):
+    """Piped, the tables are plain ASCII: an 80-column line is 80 bytes for awk, cut or a log."""
+    env = {**os.environ, "COLUMNS": "80"}
+    r = subprocess.run([sys.executable, "-m", "exitreplay", "analyze", str(SAMPLES / "svm-mixed.v7zstd.dat"), *args],
+                       capture_output=True, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.isascii()
+    assert args != ["--summary"] or b" us/s" in r.stdout  # the micro sign became a u
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80

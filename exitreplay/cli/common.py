@@ -23,8 +23,33 @@ from ..filters import Filters, parse_ints, parse_names, parse_time
 from ..reader import read_trace
 from ..trace import Trace
 
+# Box drawing and the micro sign, one ASCII character each (so every width stays what Rich measured).
+_ASCII = str.maketrans({**dict.fromkeys("─┴┬┼┌┐└┘├┤", "-"), **dict.fromkeys("━┳┻╇╈┏┓┗┛┡┩", "="),
+                        "│": "|", "┃": "|", "µ": "u"})
+
+
+class _Stdout:
+    """stdout for the tables: as drawn on a terminal; piped, in ASCII, so that a line of 80
+    characters is 80 bytes for the tools that count bytes (awk, cut, a log)."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        out = sys.stdout
+        return out.write(text if out.isatty() else text.translate(_ASCII))
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+
 # Rich takes the width from the terminal, else from COLUMNS, else 80: piped output fits a terminal.
-console = Console()
+console = Console(file=_Stdout())
 err_console = Console(stderr=True)
 
 # Files smaller than this read in well under a second: no bar.
