@@ -9,6 +9,7 @@ then windows until `done` (every exit it owns is complete), and the workers' `pa
 """
 from __future__ import annotations
 
-from .stream import StreamAnalysis, analyze_windows, finish, merge
+from .partial import merge
+from .stream import StreamAnalysis, analyze_windows, finish
 
 __all__ = ["StreamAnalysis", "analyze_windows", "finish", "merge"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,42 +36,11 @@ from ..replay.engine import (
 )
 from ..replay.policy import Policy, builtin_policies, load_policy
 from ..trace import Trace
-from .latency import KEYS, LatencyCounts
+from .latency import KEYS
+from .partial import FACTS, Partial, Snapshot, add_counts, reclassify
 from .view import concat
 
 MAX_TAIL = 8_000_000  # events kept for an exit still open: past this the oldest is closed as open
-
-
-# What the Report needs besides the sums: the settings and the file's facts.
-FACTS = ("meta", "first_ts", "last_ts", "events", "dropped", "threads", "isa", "msr_traced", "slots", "raw_tsc",
-         "t_mhz", "ns_per_unit", "bounds", "in_window", "win_first", "win_last", "policies", "costs_arg",
-         "baseline", "flt", "cpu_mhz", "tsc_mhz", "gsbase_method", "all_policies")
-
-
-@dataclasses.dataclass
-class Snapshot:
-    part: Partial
-    facts: dict
-
-
-@dataclasses.dataclass
-class Partial:
-    """What the owned exits of the views so far add up to (every part merges by addition)."""
-    sums: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)  # per (reason, pid, vcpu)
-    lat: LatencyCounts = dataclasses.field(default_factory=LatencyCounts)
-    extra: Counter = dataclasses.field(default_factory=Counter)
-    counts: Counter = dataclasses.field(default_factory=Counter)
-    classes: Counter = dataclasses.field(default_factory=Counter)
-    sync: Counter = dataclasses.field(default_factory=Counter)
-    nested: Counter = dataclasses.field(default_factory=Counter)
-    # Loads that found another vCPU's values: whether it was one of the same VM is decided at
-    # the end, with every thread known (reason, pid, vcpu, prev pid, n; extras without reason).
-    others: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)
-    extra_others: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)
-    exit_cpus: set = dataclasses.field(default_factory=set)
-    seen: set = dataclasses.field(default_factory=set)
-    sched_cpus: set = dataclasses.field(default_factory=set)
-    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 class StreamAnalysis:
@@ -242,10 +210,7 @@ class StreamAnalysis:
             self.isa = eps.isa
         self.msr_traced |= view.has("kvm_msr")
         threads = eps.threads
-        if keep_state or not self.threads.height:
-            self.threads = threads
-        else:
-            self.threads = threads
+        self.threads = threads  # every view's table holds the threads of the views before it
         part.counts.update({k: v for k, v in eps.counts.items()})
         part.sync.update(eps.sync_events)
         ex = eps.extra
@@ -254,7 +219,7 @@ class StreamAnalysis:
                                                                how="semi")
         part.extra.update(extra_boundaries(ex))
         eo = ex.filter(pl.col("uret_prev_pid").is_not_null()).group_by("pid", "uret_prev_pid").len()
-        part.extra_others = _add(part.extra_others, eo, ["pid", "uret_prev_pid"], "len")
+        part.extra_others = add_counts(part.extra_others, eo, ["pid", "uret_prev_pid"], "len")
         ep = eps.table
         if not ep.height or "reason" not in ep.columns:
             self._late(part, eps, keep_state)
@@ -275,7 +240,7 @@ class StreamAnalysis:
         oth = ep.filter(pl.col("uret_prev_pid").is_not_null()).select(
             pl.col("reason").cast(pl.Utf8), pl.col("pid").cast(pl.Int32), pl.col("vcpu").cast(pl.Int32),
             "uret_prev_pid").group_by(KEYS + ["uret_prev_pid"]).len()
-        part.others = _add(part.others, oth, KEYS + ["uret_prev_pid"], "len")
+        part.others = add_counts(part.others, oth, KEYS + ["uret_prev_pid"], "len")
         nc = nested_counts(ep)
         nc["loads"] = l1_loads(ep, self.l1_before)
         part.nested.update(nc)
@@ -426,37 +391,6 @@ def counted_warning(w: str) -> str | None:
     return None
 
 
-def _add(acc: pl.DataFrame, new: pl.DataFrame, keys: list[str], col: str) -> pl.DataFrame:
-    if not new.height:
-        return acc
-    if not acc.height:
-        return new
-    return pl.concat([acc, new], how="vertical_relaxed").group_by(keys).agg(pl.col(col).sum())
-
-
-def _same_vm(df: pl.DataFrame, vm_of_pid: pl.DataFrame) -> pl.DataFrame:
-    prev = vm_of_pid.rename({"pid": "uret_prev_pid", "vm": "prev_vm"})
-    return df.join(vm_of_pid, on="pid", how="left").join(prev, on="uret_prev_pid", how="left").with_columns(
-        (pl.col("vm") == pl.col("prev_vm")).fill_null(False).alias("same"))
-
-
-def reclassify(part: Partial, vm_of_pid: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
-    """The sums and extras with each other-vCPU load split by the final VM of both threads."""
-    sums, extra = part.sums, dict(part.extra)
-    if part.others.height:
-        o = _same_vm(part.others, vm_of_pid).group_by(KEYS).agg(
-            pl.col("len").filter(pl.col("same")).sum().alias("_v"), pl.col("len").filter(~pl.col("same")).sum()
-            .alias("_m"))
-        sums = sums.join(o, on=KEYS, how="left").with_columns(
-            pl.col("_v").fill_null(0).alias("load_after_other_vcpu"),
-            pl.col("_m").fill_null(0).alias("load_after_other_vm")).drop("_v", "_m")
-    if part.extra_others.height:
-        e = _same_vm(part.extra_others, vm_of_pid)
-        extra["load_after_other_vcpu"] = float(e.filter(pl.col("same"))["len"].sum())
-        extra["load_after_other_vm"] = float(e.filter(~pl.col("same"))["len"].sum())
-    return sums, extra
-
-
 def host_policies_all(pols: list[Policy]) -> list[Policy]:
     return [p for p in pols if p.nested == "none"]
 
@@ -476,53 +410,6 @@ def _select_costs_isa(costs, gsbase_method, isa_key, meta):
         model = meta.extra.get("cpu_model") or meta.extra.get("cpudesc")
         cost = default_costs(isa_key, model if isinstance(model, str) else None)
     return cost.with_gsbase_method(gsbase_method) if gsbase_method else cost
-
-
-def merge(snaps: list[Snapshot]) -> Snapshot:
-    """Workers' snapshots of consecutive time ranges (in time order) as one."""
-    snaps = [s for s in snaps if s is not None and s.facts.get("meta") is not None]
-    if not snaps:
-        raise ValueError("nothing to merge")
-    a = copy.deepcopy(snaps[0])
-    for b in snaps[1:]:
-        _merge_part(a.part, b.part)
-        fa, fb = a.facts, b.facts
-        fa["events"] += fb["events"]
-        fa["dropped"] = [*fa["dropped"], *fb["dropped"]]
-        fa["first_ts"] = fb["first_ts"] if fa["first_ts"] is None else fa["first_ts"]
-        fa["last_ts"] = fb["last_ts"] if fb["last_ts"] is not None else fa["last_ts"]
-        fa["meta"] = fb["meta"]  # the last range's: the file's warnings are complete there
-        fa["isa"] = fa["isa"] if fa["isa"] is not None else fb["isa"]
-        fa["msr_traced"] = fa["msr_traced"] or fb["msr_traced"]
-        fa["slots"] = fa["slots"] or fb["slots"]
-        fa["threads"] = _merge_threads(fa["threads"], fb["threads"])
-    return a
-
-
-def _merge_part(a: Partial, b: Partial) -> None:
-    a.sums = b.sums if not a.sums.height else a.sums if not b.sums.height else pl.concat(
-        [a.sums, b.sums], how="diagonal_relaxed").group_by(KEYS).agg(pl.exclude(KEYS).sum())
-    a.lat.parts += [b.lat.map, *b.lat.parts]
-    a.lat.sums = pl.concat([a.lat.sums, b.lat.sums]).group_by(KEYS).agg(pl.col("total").sum())
-    a.lat.rounded |= b.lat.rounded
-    for f in ("extra", "counts", "classes", "sync", "nested"):
-        getattr(a, f).update(getattr(b, f))
-    a.others = _add(a.others, b.others, KEYS + ["uret_prev_pid"], "len")
-    a.extra_others = _add(a.extra_others, b.extra_others, ["pid", "uret_prev_pid"], "len")
-    a.exit_cpus |= b.exit_cpus
-    a.sched_cpus |= b.sched_cpus
-    a.seen |= b.seen
-    a.warnings += [w for w in b.warnings if w not in a.warnings]
-
-
-def _merge_threads(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
-    """Both workers' vCPU threads (the earlier range's name and vCPU id first), VMs drawn again."""
-    if not a.height or not b.height:
-        return a if a.height else b
-    from ..episodes.threads import assign_vms
-
-    both = pl.concat([a, b.filter(~pl.col("pid").is_in(a["pid"].implode()))], how="vertical_relaxed")
-    return assign_vms(both.drop("vm"))
 
 
 def finish(snap: Snapshot) -> Report:
