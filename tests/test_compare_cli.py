@@ -114,7 +114,7 @@ def test_terminal_table(cli, d, tmp_path):
     p = cli(d, cache=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "traces (reference: a.txt)" in p.stdout and "b.txt against a.txt" in p.stdout
-    assert "what each policy saves against" in p.stdout and "hlt p50 (µs)" in p.stdout
+    assert "what each policy saves against" in p.stdout and "hlt p50 (us)" in p.stdout  # piped: ASCII
 
 
 def test_gates_set_the_exit_status(cli, d, tmp_path):
