@@ -97,9 +97,7 @@ def merge(snaps: list[Snapshot]) -> Snapshot:
 def _merge_part(a: Partial, b: Partial) -> None:
     a.sums = b.sums if not a.sums.height else a.sums if not b.sums.height else pl.concat(
         [a.sums, b.sums], how="diagonal_relaxed").group_by(KEYS).agg(pl.exclude(KEYS).sum())
-    a.lat.parts += [b.lat.map, *b.lat.parts]
-    a.lat.sums = pl.concat([a.lat.sums, b.lat.sums]).group_by(KEYS).agg(pl.col("total").sum())
-    a.lat.rounded |= b.lat.rounded
+    a.lat.merge(b.lat)
     for f in ("extra", "counts", "classes", "sync", "nested"):
         getattr(a, f).update(getattr(b, f))
     a.others = add_counts(a.others, b.others, KEYS + ["uret_prev_pid"], "len")

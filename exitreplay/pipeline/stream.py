@@ -423,9 +423,10 @@ def analyze_file(path, *, window_events: int = 1_000_000, progress=None, **kw: A
     """analyze() of a trace file window by window: memory bounded by the window."""
     from ..episodes import NEEDED_EVENTS
     from ..windows import iter_windows
+    from .prefetch import prefetched
 
     windows = iter_windows(path, window_events=window_events, progress=progress, events=NEEDED_EVENTS)
-    return analyze_windows(windows, **kw)
+    return analyze_windows(prefetched(windows, NEEDED_EVENTS), **kw)
 
 
 def analyze_windows(windows: Iterable[Trace], **kw: Any) -> Report:
