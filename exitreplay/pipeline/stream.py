@@ -67,6 +67,7 @@ class StreamAnalysis:
         self.msr_traced = False
         self.late_eps = pl.DataFrame()
         self.l1_before = None
+        self._pool = self._pending = None
         user = [p if isinstance(p, Policy) else load_policy(p) for p in policies] if policies else []
         base = baseline if isinstance(baseline, Policy) else load_policy(baseline) if baseline else None
         # Every policy the Report may list is summed from the start: which ones it lists depends
@@ -79,6 +80,7 @@ class StreamAnalysis:
     def done(self) -> bool:
         """Every exit of the owned time range has ended, and no CPU's state still refers to one of
         them (a return to user mode could yet be attributed to it)."""
+        self._drain()
         if self.own_ts is None or self.last_ts is None or self.last_ts < self.own_ts[1]:
             return False
         if self.tail is not None and len(self.tail) and int(self.tail.events.column("ts")[0].as_py()) < self.own_ts[1]:
@@ -99,15 +101,36 @@ class StreamAnalysis:
             return
         forced = len(view) > self.max_tail
         eps = build_episodes(view, self.carry, final=forced, own=self._own_rows(view))
-        if forced:
-            self.part.warnings.append(f"an exit stayed open for more than {self.max_tail} events: the views "
-                                      "were closed there (its episode counts as open at the end)")
-        self._absorb(self.part, eps, view)
+        self._submit(self._absorb_view, eps, view, forced)
         if eps.cut is None:  # a view with no exits, closed: what it carried stays as it was
             self.tail = None
             return
         self.carry = None if forced else eps.carry
         self.tail = None if forced else view.slice_rows(eps.cut)
+
+    # -- the absorbing thread -------------------------------------------------------------------
+    # A view's episodes are summed (_absorb) on a thread while the next view's are built: the
+    # fold's carried state (tail, carry) does not depend on the sums, and the sums are added in
+    # view order, one view at a time. Much of both runs in NumPy and Polars outside the GIL.
+    def _submit(self, fn, *args) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._drain()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="exitreplay-absorb")
+        self._pending = self._pool.submit(fn, *args)
+
+    def _drain(self) -> None:
+        """Wait for the view being summed; its error, if any, is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _absorb_view(self, eps, view: Trace, forced: bool) -> None:
+        if forced:
+            self.part.warnings.append(f"an exit stayed open for more than {self.max_tail} events: the views "
+                                      "were closed there (its episode counts as open at the end)")
+        self._absorb(self.part, eps, view)
 
     def _own_rows(self, view: Trace) -> tuple[int, int] | None:
         """The rows of the owned time range in this view (rows follow time)."""
@@ -171,6 +194,7 @@ class StreamAnalysis:
 
     def partial(self) -> Snapshot:
         """What this fold found, as plain data that merges with other workers' (merge, finish)."""
+        self._drain()
         part = copy.deepcopy(self.part)
         if self.tail is not None and len(self.tail):
             eps = build_episodes(self.tail, self.carry, final=True, own=self._own_rows(self.tail))
@@ -181,6 +205,7 @@ class StreamAnalysis:
         return Snapshot(part, facts)
 
     def report(self) -> Report:
+        self._drain()
         part = copy.deepcopy(self.part)
         recent, self.recent = self.recent, []
         if self.tail is not None and len(self.tail):
