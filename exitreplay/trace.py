@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from .schema import TABLE_KEY_COLUMNS, conform_events
 
 # Key columns of every per-event table and their types.
 KEY_TYPES = dict(zip(TABLE_KEY_COLUMNS, (pa.int64(), pa.int64(), pa.int32(), pa.int32())))
+_row = functools.partial(pa.scalar, type=pa.int64())  # a row number as the row column's type
 _VCPU = {"vcpu_id": ("int", False)}
 # The fields the analysis reads (episodes/), by event: kind ("int", "str" or "bytes") and whether the
 # event is useless to it without the field. `Trace.table` guarantees them, so a hostile or
@@ -237,7 +239,9 @@ class Trace:
         for name in self._sources:
             t = self.table(name)
             r = t.column("row")
-            t = t.filter(pc.and_(pc.greater_equal(r, lo), pc.less(r, hi)))
+            # Typed scalars: a Python int is converted anew on every call (pyarrow tries an
+            # import for it each time), a cost that adds up over a stream's many views.
+            t = t.filter(pc.and_(pc.greater_equal(r, _row(lo)), pc.less(r, _row(hi))))
             if t.num_rows:
                 tables[name] = t
         meta = dataclasses.replace(self.meta, event_counts={}, first_ts=None, last_ts=None,
@@ -263,9 +267,9 @@ class Trace:
         for name in self._sources:
             t = self.table(name)
             r = t.column("row")
-            m = pc.and_(pc.greater_equal(r, lo), pc.less(r, hi))
+            m = pc.and_(pc.greater_equal(r, _row(lo)), pc.less(r, _row(hi)))
             t = t.filter(m)
-            t = t.set_column(0, "row", pc.subtract(t.column("row"), lo))
+            t = t.set_column(0, "row", pc.subtract(t.column("row"), _row(lo)))
             if t.num_rows:
                 tables[name] = t
         meta = dataclasses.replace(
