@@ -118,3 +118,17 @@ def test_internal_error_is_one_line_with_status_70(monkeypatch, capsys):
     monkeypatch.setenv("EXITREPLAY_DEBUG", "1")
     with pytest.raises(RuntimeError, match="boom"):
         run_main(capsys, monkeypatch, ["analyze", TRACE], "/tmp/unused-cache")
+
+
+@pytest.mark.parametrize("args", [["analyze", TRACE], ["analyze", TRACE, "--detail"], ["compare", TRACE, TRACE]])
+def test_a_reader_that_leaves_early_is_no_failure(args):
+    """`exitreplay ... | head -1`: the reader closes the pipe after one line; the command stops
+    quietly with status 0 (so `set -o pipefail` does not call it a failure). These commands print
+    table after table, so the later ones meet the closed pipe."""
+    p = subprocess.Popen([sys.executable, "-m", "exitreplay", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, cwd=ROOT, env={**os.environ, "COLUMNS": "80"})
+    first = p.stdout.readline()
+    p.stdout.close()  # before the command has written the rest
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0, err
+    assert first.strip() and err == ""

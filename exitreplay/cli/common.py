@@ -48,8 +48,19 @@ class _Stdout:
         return sys.stdout.fileno()
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """`exitreplay analyze ... | head`: the reader has what it wanted. Rich's own handling
+        exits with status 1, which `set -o pipefail` reads as a failure; the CLI's is status 0
+        (cli.main), and Rich's swap of stdout for /dev/null keeps the exit's flush quiet."""
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise BrokenPipeError
+
+
 # Rich takes the width from the terminal, else from COLUMNS, else 80: piped output fits a terminal.
-console = Console(file=_Stdout())
+console = _Console(file=_Stdout())
 err_console = Console(stderr=True)
 
 # Files smaller than this read in well under a second: no bar.
