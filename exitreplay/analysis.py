@@ -53,6 +53,8 @@ class Report:
     latency_reason_vcpu: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)  # per vCPU and reason
     latency_reason_vm: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)  # per VM and reason
     trace: Trace | None = dataclasses.field(default=None, repr=False)  # the (windowed) trace, for event views
+    # The event views of a streamed Report (no episodes or trace kept): kind -> table.
+    event_views: dict[str, pl.DataFrame] = dataclasses.field(default_factory=dict, repr=False)
 
     TABLES = ("latency", "latency_vcpu", "latency_vm", "latency_reason_vcpu", "latency_reason_vm", "policies",
               "ops", "sync_causes", "savings_by_reason", "savings_by_vcpu", "nested", "costs")

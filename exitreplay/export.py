@@ -42,7 +42,7 @@ def tables(report, episodes: bool = False) -> dict[str, pl.DataFrame]:
     for name in report.TABLES:
         out[name] = policy_rates(report) if name == "policies" else getattr(report, name)
     for kind in KINDS[1:]:
-        v = event_view(report, kind) if report.episodes.height else pl.DataFrame()
+        v = event_view(report, kind) if report.episodes.height or kind in report.event_views else pl.DataFrame()
         if v.height:
             out[f"exits_by_{kind}"] = v
     if episodes:

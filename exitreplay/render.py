@@ -304,11 +304,12 @@ def sections(r: Report, *, mode: str = "default", event: str = "vmexit", key: st
         return out
     out += kernels_section(r)
     out += [x for x in (selection_section(r), window_section(r), trace_section(r)) if x is not None]
-    if r.episodes.height:
+    exits = bool(r.summary.get("exits"))  # a streamed Report keeps no episodes, only their tables
+    if exits:
         out.append(event_section(r, event, key, limit))
     if mode == "detail":
         out += detail_sections(r, key, limit)
-    elif r.episodes.height:
+    elif exits:
         if r.nested.height:
             out += [s for s in detail_sections(r, key, limit) if isinstance(s, Section) and s.title.startswith("nested")]
         out.append(Para("--detail adds the per-vCPU and per-VM tables, operations, cycles, sync causes and costs; "

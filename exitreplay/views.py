@@ -27,6 +27,9 @@ KINDS = ("vmexit", "ioport", "mmio", "msr", "npf")
 EVENT_OF = {"ioport": "kvm_pio", "mmio": "kvm_mmio", "msr": "kvm_msr", "npf": "kvm_page_fault"}
 KEY_COLUMNS = {"vmexit": ["reason"], "ioport": ["port", "direction"], "mmio": ["gpa", "direction"],
                "msr": ["msr", "direction"], "npf": ["region", "access"]}
+# The key columns' types, as _keys gives them (the streamed fold's value counts are keyed by them).
+KEY_TYPES = {"ioport": {"port": pl.UInt32, "direction": pl.Boolean}, "mmio": {"gpa": pl.UInt64, "direction": pl.Boolean},
+             "msr": {"msr": pl.UInt32, "direction": pl.Boolean}, "npf": {"region": pl.UInt64, "access": pl.Utf8}}
 NPF_REGION_BITS = 21  # 2 MiB
 PF_WRITE, PF_FETCH = 1 << 1, 1 << 4
 
@@ -46,7 +49,7 @@ def _keys(kind: str, t: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.lit("read")).alias("access"))
 
 
-def _label(kind: str, df: pl.DataFrame) -> pl.DataFrame:
+def label(kind: str, df: pl.DataFrame) -> pl.DataFrame:
     """Key columns as people read them: hex addresses and ports, MSR names, read/write."""
     def hexes(col: str, suffix: str = "") -> pl.Series:
         return pl.Series(col, [f"0x{v:x}{suffix}" for v in df[col].to_list()], pl.Utf8)
@@ -61,9 +64,10 @@ def _label(kind: str, df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(hexes("region", "/2M"))
 
 
-def _episode_of(ep: pl.DataFrame, pid: np.ndarray, row: np.ndarray) -> np.ndarray:
+def _episode_of(ep: pl.DataFrame, pid: np.ndarray, row: np.ndarray, exits: pl.DataFrame) -> np.ndarray:
     """The index in `ep` of the episode holding each event (-1: none): the thread's last exit
-    before the event, if the event comes before that exit's entry (or its next exit)."""
+    before the event, if the event comes before that exit's entry (or, without one, the thread's
+    next kvm_exit in `exits`, the trace's or the view's: `ep` may hold only some of them)."""
     if ep.height == 0 or row.size == 0:
         return np.full(row.size, -1, np.int64)
     e_pid = ep["pid"].to_numpy().astype(np.int64)
@@ -71,9 +75,12 @@ def _episode_of(ep: pl.DataFrame, pid: np.ndarray, row: np.ndarray) -> np.ndarra
     order = np.lexsort((e_row, e_pid))
     k_ep = (e_pid[order] << 40) | e_row[order]
     end = ep["entry_row"].cast(pl.Int64).fill_null(-1).to_numpy()[order]
-    nxt = np.empty_like(k_ep)
-    nxt[:-1] = np.where(e_pid[order][1:] == e_pid[order][:-1], e_row[order][1:], np.iinfo(np.int64).max)
-    nxt[-1] = np.iinfo(np.int64).max
+    x_pid, x_row = exits["pid"].to_numpy().astype(np.int64), exits["row"].to_numpy().astype(np.int64)
+    k_x = np.sort((x_pid << 40) | x_row)
+    at = np.searchsorted(k_x, k_ep, "right")
+    nxt = k_x[np.minimum(at, k_x.size - 1)] if k_x.size else np.zeros(0, np.int64)
+    same = (at < k_x.size) & ((nxt >> 40) == (k_ep >> 40))
+    nxt = np.where(same, nxt & ((1 << 40) - 1), np.iinfo(np.int64).max)
     end = np.where(end >= 0, end, nxt)
     k_ev = (pid.astype(np.int64) << 40) | row.astype(np.int64)
     pos = np.searchsorted(k_ep, k_ev, "right") - 1
@@ -86,14 +93,18 @@ def _episode_of(ep: pl.DataFrame, pid: np.ndarray, row: np.ndarray) -> np.ndarra
 
 def keyed_episodes(report, kind: str) -> pl.DataFrame:
     """The report's episodes that carry an event of the kind, with the view's key columns."""
-    ep = report.episodes
+    return keyed(report.episodes, report.trace, kind)
+
+
+def keyed(ep: pl.DataFrame, tr, kind: str) -> pl.DataFrame:
+    """The episodes of `ep` that carry an event of the kind in trace (or view) `tr`, each with the
+    key columns of its first such event."""
     key_cols = KEY_COLUMNS[kind]
-    tr = report.trace
     name = EVENT_OF[kind]
-    if tr is None or not tr.has(name) or ep.height == 0:
-        return ep.head(0).with_columns(*[pl.lit(None, pl.Int64).alias(c) for c in key_cols])
+    if tr is None or not tr.has(name) or ep.height == 0 or not tr.has("kvm_exit"):
+        return ep.head(0).with_columns(*[pl.lit(None, KEY_TYPES[kind][c]).alias(c) for c in key_cols])
     t = tr.df(name)
-    idx = _episode_of(ep, t["pid"].to_numpy(), t["row"].to_numpy())
+    idx = _episode_of(ep, t["pid"].to_numpy(), t["row"].to_numpy(), tr.df("kvm_exit").select("pid", "row"))
     keyed = _keys(kind, t).with_columns(pl.Series("_ep", idx)).filter(pl.col("_ep") >= 0)
     first = keyed.group_by("_ep").first()  # the event table is in row order: first = earliest
     return ep.with_row_index("_ep").join(first.with_columns(pl.col("_ep").cast(pl.UInt32)), on="_ep").drop("_ep")
@@ -106,11 +117,13 @@ def event_view(report, kind: str) -> pl.DataFrame:
         raise UsageError(f"unknown --event {kind!r} (choose from {', '.join(KINDS)})")
     if kind == "vmexit":
         return report.latency
+    if not report.episodes.height and kind in report.event_views:  # a streamed Report's
+        return report.event_views[kind]
     ep = keyed_episodes(report, kind)
     keys = KEY_COLUMNS[kind]
     if ep.height == 0:
         return pl.DataFrame(schema={**{k: pl.Utf8 for k in keys}, "exits": pl.UInt32})
-    return _label(kind, latency_tables(ep, {"v": keys}, GroupIndex(ep, keys))["v"])
+    return label(kind, latency_tables(ep, {"v": keys}, GroupIndex(ep, keys))["v"])
 
 
 def sort_view(df: pl.DataFrame, key: str, keys: list[str]) -> pl.DataFrame:

@@ -29,5 +29,13 @@ def assert_same_report(a, b, what: str = "") -> None:
     for k in SUMMARY:
         assert a.summary.get(k) == b.summary.get(k), f"{what} summary[{k}]: {a.summary.get(k)} != {b.summary.get(k)}"
     assert a.warnings == b.warnings, f"{what} warnings: {a.warnings} != {b.warnings}"
+    from exitreplay.views import event_view
+
+    for kind in ("ioport", "mmio", "msr", "npf"):
+        x, y = event_view(a, kind), event_view(b, kind)
+        assert x.height == y.height, f"{what} {kind} view: {x.height} rows, streamed {y.height}"
+        if x.height:
+            assert_frame_equal(x, y.select(x.columns), check_dtypes=False, check_exact=False, rel_tol=1e-9,
+                               abs_tol=1e-6)
     for k in ("ranking_low", "ranking_typical", "ranking_high", "pairs_that_can_swap"):
         assert a.sensitivity.get(k) == b.sensitivity.get(k), f"{what} sensitivity[{k}]"

@@ -67,14 +67,35 @@ def test_cli_window_events_gives_the_same_json(tmp_path):
                             "--window-events", n], capture_output=True, text=True, check=True)
         return json.loads(r.stdout)
     a, b = run("0"), run("400")
-    # The exits by port, address and MSR need every exit's events: only the in-memory run has them.
-    assert set(a) - set(b) == {k for k in a if k.startswith("exits_by_")} and set(b) <= set(a)
-    assert {k: a[k] for k in b} == b
+    # the exits by port, address, MSR and fault region included, from the fold's value counts
+    assert {k for k in a if k.startswith("exits_by_")} == {"exits_by_ioport", "exits_by_mmio", "exits_by_msr",
+                                                          "exits_by_npf"}
+    assert a == b
+
+
+@pytest.mark.parametrize("args", [[], ["--detail"], ["--event", "ioport"], ["--event", "mmio"],
+                                  ["--event", "msr"], ["--event", "npf"]])
+def test_cli_text_streams(args):
+    """The streamed text output is the in-memory one, line for line: the exit table, the episode
+    classes in their order, and the --event tables (by port, address, MSR, fault region)."""
+    import os
+    import subprocess
+    import sys
+
+    path = ROOT / "sample_traces" / "svm-netio.v7zstd.dat"
+
+    def run(n: str) -> str:
+        return subprocess.run([sys.executable, "-m", "exitreplay", "analyze", str(path), *args,
+                               "--window-events", n], capture_output=True, text=True, check=True,
+                              env={**os.environ, "COLUMNS": "80"}).stdout
+    whole = run("0")
+    assert "exit handling time" in whole
+    assert run("300") == whole
 
 
 @pytest.mark.parametrize("args, message", [
     (["--window-events", "-3"], "--window-events -3: a number of events, 0 or auto"),
-    (["--window-events", "100", "--event", "msr"], "need every exit in memory"),
+    (["--window-events", "100", "--table", "episodes", "--format", "csv"], "need every exit in memory"),
 ])
 def test_cli_window_events_usage(args, message):
     import subprocess

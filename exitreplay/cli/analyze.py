@@ -111,10 +111,10 @@ def analyze(
     numbers = {"cpu_mhz": parse_number(cpu_mhz, "--cpu-mhz"), "tsc_mhz": parse_number(tsc_mhz, "--tsc-mhz")}
     flt = filters(pid, vcpu, cpu, reason, start, end)
     check_engine(engine, address)
-    needs_exits = event != "vmexit" or charts_dir is not None or fmt == "parquet" or table == "episodes"
+    needs_exits = charts_dir is not None or fmt == "parquet" or table == "episodes"
     if engine != "local" or split is not None:
         if needs_exits:
-            raise UsageError("--engine/--split: --event, --charts, --table episodes and parquet output need every "
+            raise UsageError("--engine/--split: --charts, --table episodes and parquet output need every "
                              "exit in one process: analyze without --engine/--split")
         report = _split(trace, engine, address, split, jobs, policy or None, cost_profile, baseline, flt, numbers)
     elif window := stream_window(trace, window_events, needs_exits=needs_exits):
@@ -167,7 +167,7 @@ def stream_window(path: Path, option: str, needs_exits: bool) -> int:
     if n is None or n < 0:
         raise UsageError(f"--window-events {option}: a number of events, 0 or auto")
     if n and needs_exits:
-        raise UsageError("--window-events: --event, --charts, --table episodes and parquet output need every "
+        raise UsageError("--window-events: --charts, --table episodes and parquet output need every "
                          "exit in memory: use --window-events 0")
     return int(n)
 

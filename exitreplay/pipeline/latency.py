@@ -33,8 +33,11 @@ MAX_GROUPS = 1 << (63 - LAT_BITS)
 
 
 class LatencyCounts:
-    def __init__(self, limit: int | None = None):
-        self.keys = pl.DataFrame(schema={**KEY_SCHEMA, "gid": pl.Int32})
+    def __init__(self, limit: int | None = None, key_schema: dict[str, pl.DataType] | None = None):
+        """key_schema: the columns a group is keyed by (default: reason, pid, vcpu)."""
+        self.key_schema = dict(key_schema or KEY_SCHEMA)
+        self.key_names = list(self.key_schema)
+        self.keys = pl.DataFrame(schema={**self.key_schema, "gid": pl.Int32})
         self.codes = np.empty(0, np.int64)  # sorted, unique
         self.counts = np.empty(0, np.int64)
         self.totals = np.zeros(0, np.int64)  # per gid: the sum of its latencies
@@ -45,13 +48,15 @@ class LatencyCounts:
 
     @property
     def size(self) -> int:
+        """Distinct (group, latency) codes held."""
+        self.compact()
         return self.codes.size
 
     def add(self, ep: pl.DataFrame) -> None:
         if not ep.height:
             return
-        per = ep.select(*[pl.col(k).cast(t) for k, t in KEY_SCHEMA.items()], pl.col("latency_ns").cast(pl.Int64)) \
-            .group_by(KEYS).agg(pl.col("latency_ns"), pl.col("latency_ns").fill_null(0).sum().alias("total"))
+        per = ep.select(*[pl.col(k).cast(t) for k, t in self.key_schema.items()], pl.col("latency_ns").cast(pl.Int64)) \
+            .group_by(self.key_names).agg(pl.col("latency_ns"), pl.col("latency_ns").fill_null(0).sum().alias("total"))
         per = self._with_gids(per)
         self._add_totals(per["gid"].to_numpy(), per["total"].to_numpy())
         flat = per.select("gid", "latency_ns").explode("latency_ns")
@@ -64,15 +69,16 @@ class LatencyCounts:
 
     def _with_gids(self, frame: pl.DataFrame) -> pl.DataFrame:
         """frame with the gid of its (reason, pid, vcpu), new keys numbered after the known ones."""
-        new = frame.select(KEYS).unique().join(self.keys, on=KEYS, how="anti", nulls_equal=True)
+        keys = self.key_names
+        new = frame.select(keys).unique().join(self.keys, on=keys, how="anti", nulls_equal=True)
         if new.height:
             start = self.keys.height
             if start + new.height > MAX_GROUPS:
-                raise UsageError(f"more than {MAX_GROUPS:,} (exit reason, thread) pairs: too many for the "
-                                 "windowed analysis; use --window-events 0")
+                raise UsageError(f"more than {MAX_GROUPS:,} groups of ({', '.join(keys)}): too many for the "
+                             "windowed analysis; use --window-events 0")
             self.keys = pl.concat([self.keys, new.with_columns(
                 (pl.int_range(pl.len()) + start).cast(pl.Int32).alias("gid"))])
-        return frame.join(self.keys, on=KEYS, how="left", nulls_equal=True).drop(KEYS)
+        return frame.join(self.keys, on=keys, how="left", nulls_equal=True).drop(keys)
 
     def _add_totals(self, gids: np.ndarray, totals: np.ndarray) -> None:
         if self.totals.size < self.keys.height:
@@ -112,9 +118,11 @@ class LatencyCounts:
             order = np.argsort(codes, kind="stable")
             self.codes, self.counts = _reduce(codes[order], self.counts[order])
 
-    def tables(self, vm_of_pid: pl.DataFrame, groupings: dict[str, list[str]]) -> dict[str, pl.DataFrame]:
+    def tables(self, vm_of_pid: pl.DataFrame | None, groupings: dict[str, list[str]]) -> dict[str, pl.DataFrame]:
+        """Per grouping, the exit table (stats.latency_tables' columns); vm_of_pid adds a `vm` key."""
         self.compact()
-        kt = self.keys.join(vm_of_pid, on="pid", how="left", maintain_order="left").sort("gid")
+        kt = self.keys if vm_of_pid is None else self.keys.join(vm_of_pid, on="pid", how="left", maintain_order="left")
+        kt = kt.sort("gid")
         gid, values, timed = decode(self.codes)
         exits_all = int(self.counts.sum())
         time_all = int(self.totals.sum())

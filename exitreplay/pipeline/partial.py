@@ -27,6 +27,7 @@ class Partial:
     """What the owned exits of the views so far add up to (every part merges by addition)."""
     sums: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)  # per (reason, pid, vcpu)
     lat: LatencyCounts = dataclasses.field(default_factory=LatencyCounts)
+    views: dict[str, LatencyCounts] = dataclasses.field(default_factory=lambda: event_view_counts())  # per kind
     extra: Counter = dataclasses.field(default_factory=Counter)
     counts: Counter = dataclasses.field(default_factory=Counter)
     classes: Counter = dataclasses.field(default_factory=Counter)
@@ -40,6 +41,13 @@ class Partial:
     seen: set = dataclasses.field(default_factory=set)
     sched_cpus: set = dataclasses.field(default_factory=set)
     warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def event_view_counts() -> dict[str, LatencyCounts]:
+    """The value counts of the ioport/mmio/msr/npf views (views.py), keyed by each view's keys."""
+    from ..views import KEY_TYPES
+
+    return {kind: LatencyCounts(key_schema=types) for kind, types in KEY_TYPES.items()}
 
 
 def add_counts(acc: pl.DataFrame, new: pl.DataFrame, keys: list[str], col: str) -> pl.DataFrame:
@@ -98,6 +106,8 @@ def _merge_part(a: Partial, b: Partial) -> None:
     a.sums = b.sums if not a.sums.height else a.sums if not b.sums.height else pl.concat(
         [a.sums, b.sums], how="diagonal_relaxed").group_by(KEYS).agg(pl.exclude(KEYS).sum())
     a.lat.merge(b.lat)
+    for kind, counts in b.views.items():
+        a.views[kind].merge(counts)
     for f in ("extra", "counts", "classes", "sync", "nested"):
         getattr(a, f).update(getattr(b, f))
     a.others = add_counts(a.others, b.others, KEYS + ["uret_prev_pid"], "len")

@@ -36,6 +36,7 @@ from ..replay.engine import (
 )
 from ..replay.policy import Policy, builtin_policies, load_policy
 from ..trace import Trace
+from ..views import EVENT_OF, KEY_COLUMNS, keyed, label
 from .latency import KEYS
 from .partial import FACTS, Partial, Snapshot, add_counts, reclassify
 from .view import concat
@@ -260,6 +261,8 @@ class StreamAnalysis:
         part.classes.update({str(k): v for k, v in ep.group_by("cls").len().iter_rows()})
         self._add_sums(part, ep)
         part.lat.add(ep)
+        for kind, counts in part.views.items():
+            counts.add(keyed(ep, view, kind))
         if self.recent_episodes and keep_state:
             self.recent.append(ep)
         oth = ep.filter(pl.col("uret_prev_pid").is_not_null()).select(
@@ -396,10 +399,26 @@ class StreamAnalysis:
                  "exit_time_ns": int(lat["latency"]["total_ns"].sum()) if exits else 0,
                  "vcpus": vv.height if exits else self.threads.height,
                  "vms": vv["vm"].n_unique() if exits else (self.threads["vm"].n_unique() if self.threads.height else 0),
-                 "events": self.in_window if self.bounds is not None else self.events, "classes": dict(sorted(part.classes.items())),
+                 "events": self.in_window if self.bounds is not None else self.events, "classes": _in_class_order(part.classes),
                  "pairing": self._pairing(part, meta), "sync_events": dict(part.sync)}
         extra = {"percentiles": "within 0.2% (latencies rounded to a 0.2% grid)" if part.lat.rounded else "exact"}
-        return assemble(ctx, facts, results, lat, nested_rows, warnings, extra_summary=extra)
+        rep = assemble(ctx, facts, results, lat, nested_rows, warnings, extra_summary=extra)
+        if exits:
+            rep.event_views = {kind: _event_view(kind, counts) for kind, counts in part.views.items()}
+        return rep
+
+
+def _in_class_order(classes: dict) -> dict:
+    from ..episodes.classify import CLASSES
+
+    return {k: classes[k] for k in sorted(classes, key=lambda c: (CLASSES.index(c) if c in CLASSES else len(CLASSES), c))}
+
+
+def _event_view(kind: str, counts) -> pl.DataFrame:
+    keys = KEY_COLUMNS[kind]
+    if not counts.size:
+        return pl.DataFrame(schema={**{k: pl.Utf8 for k in keys}, "exits": pl.UInt32})
+    return label(kind, counts.tables(None, {"v": keys})["v"])
 
 
 def counted_warning(w: str) -> str | None:
@@ -450,8 +469,9 @@ def analyze_file(path, *, window_events: int = 1_000_000, progress=None, **kw: A
     from ..windows import iter_windows
     from .prefetch import prefetched
 
-    windows = iter_windows(path, window_events=window_events, progress=progress, events=NEEDED_EVENTS)
-    return analyze_windows(prefetched(windows, NEEDED_EVENTS), **kw)
+    needed = NEEDED_EVENTS | set(EVENT_OF.values())  # the event views' too
+    windows = iter_windows(path, window_events=window_events, progress=progress, events=needed)
+    return analyze_windows(prefetched(windows, needed), **kw)
 
 
 def analyze_windows(windows: Iterable[Trace], **kw: Any) -> Report:
