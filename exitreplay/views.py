@@ -25,11 +25,11 @@ from .stats import GroupIndex, latency_tables
 
 KINDS = ("vmexit", "ioport", "mmio", "msr", "npf")
 EVENT_OF = {"ioport": "kvm_pio", "mmio": "kvm_mmio", "msr": "kvm_msr", "npf": "kvm_page_fault"}
-KEY_COLUMNS = {"vmexit": ["reason"], "ioport": ["port", "direction"], "mmio": ["gpa", "direction"],
-               "msr": ["msr", "direction"], "npf": ["region", "access"]}
-# The key columns' types, as _keys gives them (the streamed fold's value counts are keyed by them).
+# Each view's key columns and their types, as _keys gives them (the streamed fold's value counts
+# are keyed by them).
 KEY_TYPES = {"ioport": {"port": pl.UInt32, "direction": pl.Boolean}, "mmio": {"gpa": pl.UInt64, "direction": pl.Boolean},
              "msr": {"msr": pl.UInt32, "direction": pl.Boolean}, "npf": {"region": pl.UInt64, "access": pl.Utf8}}
+KEY_COLUMNS = {"vmexit": ["reason"], **{kind: list(types) for kind, types in KEY_TYPES.items()}}
 NPF_REGION_BITS = 21  # 2 MiB
 PF_WRITE, PF_FETCH = 1 << 1, 1 << 4
 
@@ -122,8 +122,13 @@ def event_view(report, kind: str) -> pl.DataFrame:
     ep = keyed_episodes(report, kind)
     keys = KEY_COLUMNS[kind]
     if ep.height == 0:
-        return pl.DataFrame(schema={**{k: pl.Utf8 for k in keys}, "exits": pl.UInt32})
+        return empty_view(kind)
     return label(kind, latency_tables(ep, {"v": keys}, GroupIndex(ep, keys))["v"])
+
+
+def empty_view(kind: str) -> pl.DataFrame:
+    """The table of a view no exit falls in."""
+    return pl.DataFrame(schema={**{k: pl.Utf8 for k in KEY_COLUMNS[kind]}, "exits": pl.UInt32})
 
 
 def sort_view(df: pl.DataFrame, key: str, keys: list[str]) -> pl.DataFrame:

@@ -36,7 +36,7 @@ from ..replay.engine import (
 )
 from ..replay.policy import Policy, builtin_policies, load_policy
 from ..trace import Trace
-from ..views import EVENT_OF, KEY_COLUMNS, keyed, label
+from ..views import EVENT_OF, KEY_COLUMNS, empty_view, keyed, label
 from .latency import KEYS
 from .partial import FACTS, Partial, Snapshot, add_counts, reclassify
 from .view import concat
@@ -415,10 +415,9 @@ def _in_class_order(classes: dict) -> dict:
 
 
 def _event_view(kind: str, counts) -> pl.DataFrame:
-    keys = KEY_COLUMNS[kind]
     if not counts.size:
-        return pl.DataFrame(schema={**{k: pl.Utf8 for k in keys}, "exits": pl.UInt32})
-    return label(kind, counts.tables(None, {"v": keys})["v"])
+        return empty_view(kind)
+    return label(kind, counts.tables(None, {"v": KEY_COLUMNS[kind]})["v"])
 
 
 def counted_warning(w: str) -> str | None:
