@@ -132,3 +132,17 @@ def test_a_reader_that_leaves_early_is_no_failure(args):
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 0, err
     assert first.strip() and err == ""
+
+
+def test_a_readers_warnings_are_one_line_each(tmp_path):
+    """A truncated trace is analysed with what it holds; its warnings reach stderr one line each,
+    in the CLI's own words, without Python's source file and line."""
+    whole = (SAMPLES / "svm-mixed.v7zstd.dat").read_bytes()
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(whole[: len(whole) // 3])
+    r = subprocess.run([sys.executable, "-m", "exitreplay", "analyze", str(cut)], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines and all(ln.startswith("exitreplay: warning: ") and "truncated" in r.stderr for ln in lines), lines
+    assert ".py:" not in r.stderr

@@ -85,11 +85,30 @@ def usage_line(exc: BaseException) -> str:
     return f"{where}: error: {msg} (see '{where} --help')"
 
 
+def _one_line_warnings() -> None:
+    """A reader's warnings (a truncated file, lost events) as one line each on stderr, as the
+    errors are: Python's default shows our source file and line, which a user cannot act on."""
+    import warnings
+
+    from ..errors import TraceWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, TraceWarning):
+            print(f"exitreplay: warning: {_one_line(str(message))}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main() -> None:
     """Entry point: one line on stderr and exit status 2 for any usage error or bad input; a bug
     of ours is one line too (exit status 70) unless EXITREPLAY_DEBUG=1 asks for the traceback."""
     from ..errors import ExitReplayError
 
+    _one_line_warnings()
     _load_commands()
     no_args_help = _classes("NoArgsIsHelpError")
     usage = _classes("UsageError")
