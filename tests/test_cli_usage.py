@@ -87,6 +87,13 @@ def test_help(flag):
     assert sub.returncode == 0 and "--policy" in sub.stdout
 
 
+def test_help_keeps_square_brackets():
+    """Help text is rich markup: an unescaped "[ray]" would vanish from the install hint."""
+    proc = subprocess.run([sys.executable, "-m", "exitreplay", "analyze", "--help"], capture_output=True,
+                          text=True, env={**ENV, "COLUMNS": "200"}, timeout=120)
+    assert "pip install 'exitreplay[ray]'" in proc.stdout
+
+
 def test_version():
     import exitreplay
 

@@ -158,7 +158,7 @@ def filters(pid: str | None = None, vcpu: str | None = None, cpu: list[str] | No
 # -- where the work runs (compare, analyze) -----------------------------------------------------------
 def engine_option():
     return typer.Option("local", "--engine", help="Where to run: local (a process pool) or ray (a local "
-                        "Ray instance, or the cluster at --address; pip install 'exitreplay[ray]').")
+                        "Ray instance, or the cluster at --address; pip install 'exitreplay\\[ray]').")
 
 
 def address_option():
