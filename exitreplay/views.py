@@ -64,31 +64,34 @@ def label(kind: str, df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(hexes("region", "/2M"))
 
 
-def _episode_of(ep: pl.DataFrame, pid: np.ndarray, row: np.ndarray, exits: pl.DataFrame) -> np.ndarray:
-    """The index in `ep` of the episode holding each event (-1: none): the thread's last exit
-    before the event, if the event comes before that exit's entry (or, without one, the thread's
-    next kvm_exit in `exits`, the trace's or the view's: `ep` may hold only some of them)."""
-    if ep.height == 0 or row.size == 0:
-        return np.full(row.size, -1, np.int64)
-    e_pid = ep["pid"].to_numpy().astype(np.int64)
-    e_row = ep["exit_row"].to_numpy().astype(np.int64)
-    order = np.lexsort((e_row, e_pid))
-    k_ep = (e_pid[order] << 40) | e_row[order]
-    end = ep["entry_row"].cast(pl.Int64).fill_null(-1).to_numpy()[order]
-    x_pid, x_row = exits["pid"].to_numpy().astype(np.int64), exits["row"].to_numpy().astype(np.int64)
-    k_x = np.sort((x_pid << 40) | x_row)
-    at = np.searchsorted(k_x, k_ep, "right")
-    nxt = k_x[np.minimum(at, k_x.size - 1)] if k_x.size else np.zeros(0, np.int64)
-    same = (at < k_x.size) & ((nxt >> 40) == (k_ep >> 40))
-    nxt = np.where(same, nxt & ((1 << 40) - 1), np.iinfo(np.int64).max)
-    end = np.where(end >= 0, end, nxt)
-    k_ev = (pid.astype(np.int64) << 40) | row.astype(np.int64)
-    pos = np.searchsorted(k_ep, k_ev, "right") - 1
-    ok = pos >= 0
-    p = np.maximum(pos, 0)
-    ok &= (k_ep[p] >> 40) == (k_ev >> 40)
-    ok &= row < end[p]
-    return np.where(ok, order[p], -1)
+class EpisodeLocator:
+    """Which episode of `ep` holds an event: the thread's last exit before the event, if the
+    event comes before that exit's entry (or, without one, the thread's next kvm_exit in `exits`,
+    the trace's or the view's: `ep` may hold only some of them). Sorted once, asked per kind."""
+
+    def __init__(self, ep: pl.DataFrame, exits: pl.DataFrame):
+        e_pid = ep["pid"].to_numpy().astype(np.int64)
+        e_row = ep["exit_row"].to_numpy().astype(np.int64)
+        self.order = np.lexsort((e_row, e_pid))
+        self.k_ep = (e_pid[self.order] << 40) | e_row[self.order]
+        end = ep["entry_row"].cast(pl.Int64).fill_null(-1).to_numpy()[self.order]
+        if (end < 0).any():
+            x_pid, x_row = exits["pid"].to_numpy().astype(np.int64), exits["row"].to_numpy().astype(np.int64)
+            k_x = np.sort((x_pid << 40) | x_row)
+            at = np.searchsorted(k_x, self.k_ep, "right")
+            nxt = k_x[np.minimum(at, k_x.size - 1)] if k_x.size else np.zeros(self.k_ep.size, np.int64)
+            same = (at < k_x.size) & ((nxt >> 40) == (self.k_ep >> 40))
+            end = np.where(end >= 0, end, np.where(same, nxt & ((1 << 40) - 1), np.iinfo(np.int64).max))
+        self.end = end
+
+    def __call__(self, pid: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The index in `ep` of each event's episode (-1: none)."""
+        if self.k_ep.size == 0 or row.size == 0:
+            return np.full(row.size, -1, np.int64)
+        k_ev = (pid.astype(np.int64) << 40) | row.astype(np.int64)
+        p = np.maximum(np.searchsorted(self.k_ep, k_ev, "right") - 1, 0)
+        ok = ((self.k_ep[p] >> 40) == (k_ev >> 40)) & (row < self.end[p]) & (k_ev >= self.k_ep[0])
+        return np.where(ok, self.order[p], -1)
 
 
 def keyed_episodes(report, kind: str) -> pl.DataFrame:
@@ -96,18 +99,28 @@ def keyed_episodes(report, kind: str) -> pl.DataFrame:
     return keyed(report.episodes, report.trace, kind)
 
 
-def keyed(ep: pl.DataFrame, tr, kind: str) -> pl.DataFrame:
+def keyed(ep: pl.DataFrame, tr, kind: str, locate: EpisodeLocator | None = None) -> pl.DataFrame:
     """The episodes of `ep` that carry an event of the kind in trace (or view) `tr`, each with the
-    key columns of its first such event."""
+    key columns of its first such event (`locate`: a locator over ep and tr, to share it)."""
     key_cols = KEY_COLUMNS[kind]
     name = EVENT_OF[kind]
     if tr is None or not tr.has(name) or ep.height == 0 or not tr.has("kvm_exit"):
         return ep.head(0).with_columns(*[pl.lit(None, KEY_TYPES[kind][c]).alias(c) for c in key_cols])
     t = tr.df(name)
-    idx = _episode_of(ep, t["pid"].to_numpy(), t["row"].to_numpy(), tr.df("kvm_exit").select("pid", "row"))
-    keyed = _keys(kind, t).with_columns(pl.Series("_ep", idx)).filter(pl.col("_ep") >= 0)
-    first = keyed.group_by("_ep").first()  # the event table is in row order: first = earliest
-    return ep.with_row_index("_ep").join(first.with_columns(pl.col("_ep").cast(pl.UInt32)), on="_ep").drop("_ep")
+    locate = locate or EpisodeLocator(ep, tr.df("kvm_exit").select("pid", "row"))
+    idx = locate(t["pid"].to_numpy(), t["row"].to_numpy())
+    at = np.flatnonzero(idx >= 0)
+    # the event table is in row order: an episode's first index in it is its earliest event
+    eps, first = np.unique(idx[at], return_index=True)
+    return pl.concat([ep[eps], _keys(kind, t[at[first]])], how="horizontal")
+
+
+def keyed_views(ep: pl.DataFrame, tr, kinds) -> dict[str, pl.DataFrame]:
+    """keyed() for each kind, the episodes located once."""
+    locate = None
+    if tr is not None and tr.has("kvm_exit") and ep.height:
+        locate = EpisodeLocator(ep, tr.df("kvm_exit").select("pid", "row"))
+    return {kind: keyed(ep, tr, kind, locate) for kind in kinds}
 
 
 def event_view(report, kind: str) -> pl.DataFrame:

@@ -55,22 +55,21 @@ class LatencyCounts:
     def add(self, ep: pl.DataFrame) -> None:
         if not ep.height:
             return
-        per = ep.select(*[pl.col(k).cast(t) for k, t in self.key_schema.items()], pl.col("latency_ns").cast(pl.Int64)) \
-            .group_by(self.key_names).agg(pl.col("latency_ns"), pl.col("latency_ns").fill_null(0).sum().alias("total"))
-        per = self._with_gids(per)
-        self._add_totals(per["gid"].to_numpy(), per["total"].to_numpy())
-        flat = per.select("gid", "latency_ns").explode("latency_ns")
-        lat = flat["latency_ns"]
+        rows = self._with_gids(ep.select(*[pl.col(k).cast(t) for k, t in self.key_schema.items()],
+                                         pl.col("latency_ns").cast(pl.Int64)))
+        gid = rows["gid"].to_numpy().astype(np.int64)
+        lat = rows["latency_ns"]
         timed = lat.is_not_null().to_numpy()
         values = lat.fill_null(0).to_numpy()
+        self._add_totals(gid, values)
         if self.rounded:
             values = _round(values)
-        self._push(*_unique(encode(flat["gid"].to_numpy(), values, timed)))
+        self._push(*_unique(encode(gid, values, timed)))
 
     def _with_gids(self, frame: pl.DataFrame) -> pl.DataFrame:
         """frame with the gid of its (reason, pid, vcpu), new keys numbered after the known ones."""
         keys = self.key_names
-        new = frame.select(keys).unique().join(self.keys, on=keys, how="anti", nulls_equal=True)
+        new = frame.select(keys).unique(maintain_order=True).join(self.keys, on=keys, how="anti", nulls_equal=True)
         if new.height:
             start = self.keys.height
             if start + new.height > MAX_GROUPS:

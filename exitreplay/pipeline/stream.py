@@ -36,7 +36,7 @@ from ..replay.engine import (
 )
 from ..replay.policy import Policy, builtin_policies, load_policy
 from ..trace import Trace
-from ..views import EVENT_OF, KEY_COLUMNS, empty_view, keyed, label
+from ..views import EVENT_OF, KEY_COLUMNS, empty_view, keyed_views, label
 from .latency import KEYS
 from .partial import FACTS, Partial, Snapshot, add_counts, reclassify
 from .view import concat
@@ -261,8 +261,9 @@ class StreamAnalysis:
         part.classes.update({str(k): v for k, v in ep.group_by("cls").len().iter_rows()})
         self._add_sums(part, ep)
         part.lat.add(ep)
-        for kind, counts in part.views.items():
-            counts.add(keyed(ep, view, kind))
+        located = ep.select("pid", "exit_row", "entry_row", "latency_ns")  # what the views count by
+        for kind, kept in keyed_views(located, view, part.views).items():
+            part.views[kind].add(kept)
         if self.recent_episodes and keep_state:
             self.recent.append(ep)
         oth = ep.filter(pl.col("uret_prev_pid").is_not_null()).select(
