@@ -94,6 +94,15 @@ def test_help_keeps_square_brackets():
     assert "pip install 'exitreplay[ray]'" in proc.stdout
 
 
+def test_help_shows_no_type_for_flags():
+    """A flag takes no value: its row must not read `--summary <bool>` (typer 0.29 prints that)."""
+    proc = subprocess.run([sys.executable, "-m", "exitreplay", "analyze", "--help"], capture_output=True,
+                          text=True, env={**ENV, "COLUMNS": "200"}, timeout=120)
+    rows = [ln for ln in proc.stdout.splitlines() if "--summary" in ln or "--help" in ln]
+    assert len(rows) == 2 and not any("<bool>" in r for r in rows), rows
+    assert "<int>" in proc.stdout  # options that take a value keep their type
+
+
 def test_version():
     import exitreplay
 

@@ -25,6 +25,24 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+def _flags_without_type() -> None:
+    """typer 0.29 labels every flag `<bool>` in --help, which reads as if it took a value
+    (`--summary <bool>`); a flag's row shows no type, as click and older typers print it."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "_exitreplay", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) and self.metavar is None else shown(self, ctx)
+
+    display_type_rich._exitreplay = True
+    option.display_type_rich = display_type_rich
+
+
+_flags_without_type()
+
 # Modules that add commands to `app` when imported.
 COMMAND_MODULES = ["ingest", "analyze", "synth", "report", "record", "top"]
 # sysexits.h EX_SOFTWARE: a bug of ours, not the user's input.
