@@ -18,7 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 WINDOW = 20_000
 CHILD = r"""
 import json, sys
+from exitreplay import windows
 from exitreplay.windows import iter_windows
+if sys.argv[3] == "whole":  # the read-whole path, for comparison
+    from exitreplay.formats import textstream
+    textstream.MODULES = {}
 n = rows = 0
 for w in iter_windows(sys.argv[1], window_events=int(sys.argv[2])):
     n += len(w)
@@ -35,8 +39,8 @@ def texts(trace_cmd, tmp_path_factory):
     return {k: (d / f"x{k}.txt", repeat_text(src, d / f"x{k}.txt", k)) for k in (40, 160)}
 
 
-def peak(path) -> dict:
-    r = subprocess.run([sys.executable, "-c", CHILD, str(path), str(WINDOW)], capture_output=True, text=True,
+def peak(path, how: str = "stream") -> dict:
+    r = subprocess.run([sys.executable, "-c", CHILD, str(path), str(WINDOW), how], capture_output=True, text=True,
                        env=dict(os.environ), check=True)
     return json.loads(r.stdout)
 
@@ -52,3 +56,6 @@ def test_peak_rss_does_not_grow_with_the_text(texts):
     print(f"peak RSS {a['rss_kb'] // 1000} MB for {n_small:,} events ({small.stat().st_size >> 20} MiB), "
           f"{b['rss_kb'] // 1000} MB for {n_big:,} ({big.stat().st_size >> 20} MiB)")
     assert b["rss_kb"] < a["rss_kb"] * 1.25 + 40_000, (a, b)
+    whole = peak(big, "whole")  # what the bound saves: the file read whole, then sliced
+    print(f"read whole: {whole['rss_kb'] // 1000} MB")
+    assert whole["events"] == n_big and whole["rss_kb"] > 2 * b["rss_kb"], (whole, b)
