@@ -46,7 +46,7 @@ def windows(path: str, fmt: str, target: int, only: set[str] | None, progress: P
     module = importlib.import_module(f".{MODULES[fmt]}", __package__)
     size, total = chunk_size(target), file_size(path)
     # progress: each pass counts for half the file's bytes
-    sv = survey(path, module.head, module.scan, size, progress and (lambda done: progress(done // 2, total)))
+    sv = survey(path, module.head, module.scan, size, progress and (lambda done: progress(done // 2, total)), only)
     if not sv.in_order:
         yield from whole()
         return

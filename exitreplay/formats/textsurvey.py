@@ -190,16 +190,17 @@ class Survey:
 
 
 def survey(path: str, head: Callable[[list[str]], Head], scan: Callable[[pl.Series], Scan], size: int,
-           read: Callable[[int], None] | None = None) -> Survey:
+           read: Callable[[int], None] | None = None, tables: set[str] | None = None) -> Survey:
     """The facts of the whole text file (a format's `head` and `scan`), read `size` bytes at a time
-    (`read`: called with the bytes read so far). Stops early when the file is not in time order (the caller then reads it whole)."""
+    (`read`: called with the bytes read so far; `tables`: the event types whose tables will be
+    built, None for all; the exit reasons' are always read, for the ISA). Stops early when the file is not in time order (the caller then reads it whole)."""
     first: list[str] = []
     sv = Survey(Head(""))
     queue = MarkerQueue()
     for ch in chunks(path, size):
         if len(first) < HEAD_LINES:
             first += ch.lines.head(HEAD_LINES - len(first)).to_list()
-        if not _learn(sv, scan(ch.lines), ch.line_base, queue):
+        if not _learn(sv, scan(ch.lines), ch.line_base, queue, tables):
             sv.in_order = False
             return sv
         if read:
@@ -209,7 +210,7 @@ def survey(path: str, head: Callable[[list[str]], Head], scan: Callable[[pl.Seri
     return sv
 
 
-def _learn(sv: Survey, sc: Scan, line_base: int, queue: MarkerQueue) -> bool:
+def _learn(sv: Survey, sc: Scan, line_base: int, queue: MarkerQueue, tables: set[str] | None) -> bool:
     """Add one chunk's facts; False if its events are not in time order (after the file's so far)."""
     ev = globalize(sc, line_base, sv.events)
     if ev.height:
@@ -225,7 +226,8 @@ def _learn(sv: Survey, sc: Scan, line_base: int, queue: MarkerQueue) -> bool:
     sv.warnings += sc.warnings[:MAX_LINE_WARNINGS - len(sv.warnings)]
     _add_losses(sv, queue.feed(file_markers(sc, line_base), ev))
     for (name,), grp in ev.group_by(["event"], maintain_order=True):
-        _learn_event(sv, name, grp["rest"])
+        if tables is None or name in tables or name in plugins.REASON_EVENTS:
+            _learn_event(sv, name, grp["rest"])
     return True
 
 
