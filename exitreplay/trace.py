@@ -47,6 +47,15 @@ class Dropped:
     row: int | None = None
 
 
+def losses_per_cpu(losses: Iterable[tuple[int, int | None]]) -> dict[int, int | None]:
+    """(cpu, count) losses summed per CPU; None where at least one loss was not counted."""
+    out: dict[int, int | None] = {}
+    for cpu, count in losses:
+        prev = out.get(cpu, 0)
+        out[cpu] = None if prev is None or count is None else prev + count
+    return out
+
+
 @dataclasses.dataclass
 class TraceMeta:
     path: str | None
@@ -77,11 +86,7 @@ class TraceMeta:
     @property
     def dropped_per_cpu(self) -> dict[int, int | None]:
         """Total lost events per CPU; None where at least one loss was not counted."""
-        out: dict[int, int | None] = {}
-        for d in self.dropped:
-            prev = out.get(d.cpu, 0)
-            out[d.cpu] = None if prev is None or d.count is None else prev + d.count
-        return out
+        return losses_per_cpu((d.cpu, d.count) for d in self.dropped)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

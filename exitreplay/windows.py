@@ -14,8 +14,13 @@ windows no later event can sort before); the stream's windows are then cut or jo
 
 perf.data: the records' index, times and delivery order are computed for the whole file (perf
 script's order is a property of the whole file), about 100 bytes per record; the Arrow events and
-tables exist one window at a time. The text formats are read by `read_trace` and cut with
-`slice_windows` (their field types and ISA are inferred from the whole file): not bounded yet.
+tables exist one window at a time.
+
+The text formats (trace-cmd report, ftrace text, perf script) are read twice, a chunk of lines at a
+time (formats.textstream): a survey learns what the whole file decides (each column's type, the
+ISA, the header, counts and losses), then the parse pass cuts windows typed as the file: memory is
+bounded by the window and a chunk (64 bytes per window event, 1-64 MiB). A text not in time order
+(read_trace sorts it) is read whole by `read_trace` and cut with `slice_windows`.
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ def iter_windows(source: str | os.PathLike, *, window_events: int = 1_000_000,
     """The trace file `source` (any format `read_trace` reads) as windows of `window_events`
     events in time order. `events`: build per-event tables for these names only (the `events`
     table still has every event). A file without events gives one empty window (its meta)."""
+    from .formats import textstream
     from .formats.detect import sniff
     from .formats.textcommon import check_path
 
@@ -57,6 +63,9 @@ def iter_windows(source: str | os.PathLike, *, window_events: int = 1_000_000,
         from .formats import perfdata
 
         return perfdata.windows(path, window_events, only, progress)
+    if fmt in textstream.MODULES:
+        return textstream.windows(path, fmt, window_events, only, progress,
+                                  lambda: _read_and_slice(path, window_events, only, progress))
     return _read_and_slice(path, window_events, only, progress)
 
 

@@ -5,28 +5,35 @@ from __future__ import annotations
 import os
 import re
 
+import polars as pl
+
 from ..trace import Trace
 from .textcommon import (
     STARTED,
+    Head,
     Progress,
-    build_trace,
+    Scan,
     find_markers,
     not_events,
-    open_lines,
     prefixed_events,
+    read_text,
     small_int,
 )
 
+SOURCE_FORMAT = "ftrace-text"
 HEADER = r"^\s*#|LOST \d+ EVENTS\]|EVENTS DROPPED\]"
 
 
 def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
-    path, lines = open_lines(path, progress)
+    return read_text(path, progress, head, scan)
+
+
+def head(lines: list[str]) -> Head:
     cpus = None
     warnings: list[str] = []
     extra: dict = {}
     tracer = None
-    for ln in lines.head(40).to_list():
+    for ln in lines:
         if not ln.startswith("#"):
             continue
         m = re.search(r"entries-in-buffer/entries-written:\s*([0-9]+)/([0-9]+)\s+#P:([0-9]+)", ln)
@@ -40,12 +47,13 @@ def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
         m = re.match(r"#\s*tracer:\s*(\S+)", ln)
         if m:
             tracer = m[1]
+    extra["trace_pipe"] = tracer is None
+    return Head(SOURCE_FORMAT, cpus, warnings, extra, {"tracer": tracer})
+
+
+def scan(lines: pl.Series) -> Scan:
     # "##### CPU n buffer started ####": that CPU's older events were overwritten (count unknown).
     markers = find_markers(lines) + find_markers(lines, STARTED)
     markers.sort(key=lambda m: m.line)
     ev, is_event, bad = prefixed_events(lines)
-    extra["trace_pipe"] = tracer is None
-    trace = build_trace(path, ev, "ftrace-text", cpus=cpus, markers=markers, warnings=warnings, extra=extra,
-                        unparsed_lines=not_events(lines, is_event, HEADER), out_of_range=bad)
-    trace.meta.tracer = tracer
-    return trace
+    return Scan(ev, markers, not_events(lines, is_event, HEADER), bad)

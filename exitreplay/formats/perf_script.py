@@ -8,17 +8,19 @@ import polars as pl
 
 from ..trace import Trace
 from .textcommon import (
+    Head,
     Marker,
     Progress,
-    build_trace,
+    Scan,
     checked_cpu,
     in_range,
     not_events,
-    open_lines,
+    read_text,
     small_int,
     ts_to_ns,
 )
 
+SOURCE_FORMAT = "perf-script"
 # comm  pid[/tid] [cpu] ts: [period] system:event: text   (comm may hold spaces)
 PREFIX = (r"^\s*(?P<comm>.*?)\s+(?P<pid>-?[0-9]+)(?:/(?P<tid>-?[0-9]+))?\s+\[(?P<cpu>[0-9]+)\]\s+"
           r"(?P<ts>[0-9]+\.[0-9]+):\s+(?:(?P<period>[0-9]+)\s+)?(?P<system>[\w-]+):(?P<event>[\w-]+):\s?(?P<rest>.*)$")
@@ -27,7 +29,14 @@ LOST = r"PERF_RECORD_LOST(?:_SAMPLES)?\b"
 
 
 def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
-    path, lines = open_lines(path, progress)
+    return read_text(path, progress, head, scan)
+
+
+def head(lines: list[str]) -> Head:
+    return Head(SOURCE_FORMAT)  # perf script prints no header
+
+
+def scan(lines: pl.Series) -> Scan:
     frame = pl.DataFrame({"l": lines}).with_row_index("line").select(
         pl.col("line"), pl.col("l").str.extract_groups(PREFIX)).unnest("l")
     is_event = frame["ts"].is_not_null()
@@ -53,6 +62,4 @@ def read(path: str | os.PathLike, progress: Progress | None = None) -> Trace:
         markers.append(Marker(int(n), checked_cpu(small_int(cpu[1])) if cpu else None,
                               small_int(count[1]) if count else None))
         warnings.append(f"perf reported lost events: {ln.strip()}")
-    trace = build_trace(path, ev, "perf-script", cpus=None, markers=markers, warnings=warnings[:20],
-                        unparsed_lines=not_events(lines, is_event, LOST + r"|^\s*#"), out_of_range=bad)
-    return trace
+    return Scan(ev, markers, not_events(lines, is_event, LOST + r"|^\s*#"), bad, warnings)

@@ -24,7 +24,7 @@ import pyarrow as pa
 from ..errors import TraceError
 from ..kvm import reasons
 from ..schema import TABLE_KEY_COLUMNS
-from ..trace import Dropped, Trace, TraceMeta
+from ..trace import Dropped, Trace, TraceMeta, losses_per_cpu
 from . import plugins
 from .limits import MAX_CPUS
 
@@ -77,7 +77,52 @@ def read_lines(path: str) -> pl.Series:
         raise TraceError(path, "empty file")
     text = raw.decode("utf-8", "replace")
     del raw
+    return text_lines(text)
+
+
+def text_lines(text: str) -> pl.Series:
+    """Text split at newlines (a carriage return before one dropped), by Polars in one call."""
     return pl.Series("line", [text]).str.split("\n").explode().str.strip_chars_end("\r")
+
+
+@dataclasses.dataclass
+class Head:
+    """What a text trace's first lines (`HEAD_LINES`) say about the whole file."""
+
+    source_format: str
+    cpus: int | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    extra: dict = dataclasses.field(default_factory=dict)
+    attrs: dict = dataclasses.field(default_factory=dict)  # TraceMeta attributes: version, tracer
+
+
+@dataclasses.dataclass
+class Scan:
+    """A run of a text trace's lines read: its event lines (`prefixed_events`' columns), loss
+    markers, line numbers counted from the run's first line."""
+
+    ev: pl.DataFrame
+    markers: list[Marker]
+    unparsed: int  # lines neither events, blank nor known headers
+    out_of_range: int  # event lines skipped (`in_range`)
+    warnings: list[str] = dataclasses.field(default_factory=list)  # one per loss line (perf)
+
+
+HEAD_LINES = 40
+MAX_LINE_WARNINGS = 20  # of the loss lines' warnings, the first
+
+
+def read_text(path: str | os.PathLike, progress: Progress | None, head: Callable[[list[str]], Head],
+              scan: Callable[[pl.Series], Scan]) -> Trace:
+    """A whole text trace, read by a format's `head` and `scan` (see formats.textstream for windows)."""
+    path, lines = open_lines(path, progress)
+    h, sc = head(lines.head(HEAD_LINES).to_list()), scan(lines)
+    trace = build_trace(path, sc.ev, h.source_format, cpus=h.cpus, markers=sc.markers,
+                        warnings=h.warnings + sc.warnings[:MAX_LINE_WARNINGS], extra=h.extra,
+                        unparsed_lines=sc.unparsed, out_of_range=sc.out_of_range)
+    for k, v in h.attrs.items():
+        setattr(trace.meta, k, v)
+    return trace
 
 
 def ts_to_ns(col: pl.Expr) -> pl.Expr:
@@ -171,6 +216,9 @@ class _Part:
     pos: np.ndarray
     raw: dict[str, pl.Series]
     kinds: dict[str, str]
+    # Which format read them: ("spec", i) for plugins.SPECS[event][i], ("sig", name, ...) for
+    # `name=value` texts with those names (the whole-file survey keeps facts per key).
+    key: tuple = ()
 
 
 def _extract(rest: pl.Series, regex: str) -> tuple[pl.DataFrame, pl.Series]:
@@ -186,7 +234,7 @@ def split_fields(event: str, rest: pl.Series) -> tuple[list[_Part], pl.Series]:
     rest = rest.str.replace(_CANT_FIND, "").str.strip_chars()
     todo = np.ones(rest.len(), bool)
     parts: list[_Part] = []
-    for regex, conv in plugins.SPECS.get(event, []):
+    for i, (regex, conv) in enumerate(plugins.SPECS.get(event, [])):
         if not todo.any():
             break
         idx = np.flatnonzero(todo)
@@ -195,17 +243,17 @@ def split_fields(event: str, rest: pl.Series) -> tuple[list[_Part], pl.Series]:
         if not ok_np.any():
             continue
         sub = ext.filter(ok)
-        parts.append(_Part(idx[ok_np], {c: sub[c] for c in sub.columns}, conv))
+        parts.append(_Part(idx[ok_np], {c: sub[c] for c in sub.columns}, conv, ("spec", i)))
         todo[idx[ok_np]] = False
     if todo.any():
         idx = np.flatnonzero(todo)
-        for pos, raw in _split_name_values(rest.gather(idx)):
-            parts.append(_Part(idx[pos], raw, {}))
+        for pos, raw, names in _split_name_values(rest.gather(idx)):
+            parts.append(_Part(idx[pos], raw, {}, ("sig", *names)))
             todo[idx[pos]] = False
     return parts, pl.Series(todo)
 
 
-def _split_name_values(rest: pl.Series) -> list[tuple[np.ndarray, dict[str, pl.Series]]]:
+def _split_name_values(rest: pl.Series) -> list[tuple[np.ndarray, dict[str, pl.Series], list[str]]]:
     """`a=1 b=x y c=2` texts: one regex per distinct sequence of names (usually one per event)."""
     frame = pl.DataFrame({"r": rest}).with_row_index("i").filter(pl.col("r").str.contains(_NAME_VALUE_START))
     if not frame.height:
@@ -226,7 +274,7 @@ def _split_name_values(rest: pl.Series) -> list[tuple[np.ndarray, dict[str, pl.S
             continue
         ext = ext.filter(ok)
         out.append((grp["i"].filter(ok).to_numpy(),
-                    {g: ext[f"g{k}"] for k, g in enumerate(groups)}))
+                    {g: ext[f"g{k}"] for k, g in enumerate(groups)}, names))
     return out
 
 
@@ -280,38 +328,103 @@ def _bytes(s: pl.Series) -> pl.Series:
 _ARRAY = r"^ARRAY\[(.*)\]$"
 
 
-def _auto(s: pl.Series, name: str, hex_fields: set[str]) -> pl.Series:
-    """A `name=value` column: numbers if every value reads as one (hex if the print format shows
-    the field in hex, or the text says so with "0x" or a-f digits), byte arrays, else strings."""
-    nn = s.drop_nulls()
-    if not nn.len() or name.endswith(("comm", "name")):
+@dataclasses.dataclass
+class AutoFacts:
+    """What `auto_kind` decides a `name=value` column's type from; facts of parts of a file
+    combine (`merge`) into the whole file's, so a window can be typed as the file is."""
+
+    n: int = 0  # values present
+    array: bool = True  # every value is "ARRAY[..]"
+    hexlike: bool = True  # every value reads as a hex number
+    dec: bool = True  # every value reads as a decimal number
+    mark: bool = False  # some value says hex ("0x" or a-f digits)
+
+    def merge(self, o: AutoFacts) -> AutoFacts:
+        return AutoFacts(self.n + o.n, self.array and o.array, self.hexlike and o.hexlike,
+                         self.dec and o.dec, self.mark or o.mark)
+
+
+_HEXLIKE = r"^-?(?:0[xX])?[0-9a-fA-F]+$"
+
+
+def _clean(s: pl.Series) -> pl.Series:
+    return s.str.strip_chars().str.strip_suffix(",")
+
+
+def auto_facts(s: pl.Series) -> AutoFacts:
+    nnc = _clean(s).drop_nulls()
+    if not nnc.len():
+        return AutoFacts()
+    hexlike = nnc.str.contains(_HEXLIKE)
+    return AutoFacts(nnc.len(), bool(nnc.str.contains(_ARRAY).all()), bool(hexlike.all()),
+                     bool(nnc.str.contains(r"^-?\d+$").all()),
+                     bool((hexlike & nnc.str.contains(r"0[xX]|[a-fA-F]")).any()))
+
+
+def auto_kind(f: AutoFacts, name: str, hex_field: bool) -> str:
+    """A `name=value` column's type: numbers if every value reads as one (hex if the print format
+    shows the field in hex, or the text says so with "0x" or a-f digits), byte arrays, else strings."""
+    if not f.n or name.endswith(("comm", "name")):
+        return "keep"
+    if f.array:
+        return "bytes"
+    if hex_field and f.hexlike:
+        return "hex"
+    if f.dec:
+        return "dec"
+    return "hex" if f.hexlike and f.mark else "keep"
+
+
+AUTO_DTYPES = {"keep": pl.String, "bytes": pl.List(pl.Int64), "hex": INT, "dec": INT}
+
+
+def apply_auto(s: pl.Series, kind: str) -> pl.Series:
+    if kind == "keep":
         return s
-    clean = s.str.strip_chars().str.strip_suffix(",")
-    nnc = clean.drop_nulls()
-    if nnc.str.contains(_ARRAY).all():
+    clean = _clean(s)
+    if kind == "bytes":
         return _bytes(clean.str.extract(_ARRAY, 1).str.replace_all(",", ""))
-    if name in hex_fields and nnc.str.contains(r"^-?(?:0[xX])?[0-9a-fA-F]+$").all():
-        return _hex(clean)
-    if nnc.str.contains(r"^-?\d+$").all():
-        return _dec(clean)
-    if nnc.str.contains(r"^-?(?:0[xX])?[0-9a-fA-F]+$").all() and nnc.str.contains(r"0[xX]|[a-fA-F]").any():
-        return _hex(clean)
-    return s
+    return _hex(clean) if kind == "hex" else _dec(clean)
 
 
-def narrow(s: pl.Series) -> pl.Series:
+def _auto(s: pl.Series, name: str, hex_fields: set[str]) -> pl.Series:
+    return apply_auto(s, auto_kind(auto_facts(s), name, name in hex_fields))
+
+
+@dataclasses.dataclass
+class IntRange:
+    """An Int128 column's extremes, and the largest value a 64-bit field can hold (`narrow`)."""
+
+    hi: int | None = None
+    lo: int | None = None
+    fit_hi: int | None = None
+
+    @staticmethod
+    def of(s: pl.Series) -> IntRange:
+        fit = s.filter(s.is_between(I64_MIN, U64_MAX))
+        return IntRange(s.max(), s.min(), fit.max())
+
+    def merge(self, o: IntRange) -> IntRange:
+        def pick(f, a, b):
+            return b if a is None else a if b is None else f(a, b)
+        return IntRange(pick(max, self.hi, o.hi), pick(min, self.lo, o.lo), pick(max, self.fit_hi, o.fit_hi))
+
+
+def narrow(s: pl.Series, rng: IntRange | None = None) -> pl.Series:
     """An Int128 column as int64, or uint64 when it holds values above 2**63 - 1 and none below 0
     (values above that with negatives too: two's complement in int64). Values no 64-bit field
-    can hold (above 2**64 - 1, below -2**63) become null."""
+    can hold (above 2**64 - 1, below -2**63) become null. `rng`: the whole file's range of the
+    column, when `s` is a window of it (the window then gets the file's type)."""
     if s.dtype != INT:
         return s
-    hi, lo = s.max(), s.min()
+    rng = rng if rng is not None else IntRange.of(s)
+    hi, lo = rng.hi, rng.lo
     if hi is None or (hi <= I64_MAX and lo >= I64_MIN):
         return s.cast(pl.Int64)
     fits = s.is_between(I64_MIN, U64_MAX)
     if lo >= 0 and hi <= U64_MAX:
         return s.cast(pl.UInt64)
-    if lo >= 0 and s.filter(fits).max() is not None and s.filter(fits).max() > I64_MAX:
+    if lo >= 0 and rng.fit_hi is not None and rng.fit_hi > I64_MAX:
         return pl.select(pl.when(fits).then(s)).to_series().cast(pl.UInt64).alias(s.name)
     wrapped = pl.select(pl.when(~fits).then(None).when(s > I64_MAX).then(s - pl.lit(2**64, INT))
                         .otherwise(s)).to_series()
@@ -336,7 +449,20 @@ def _reasons(s: pl.Series, ctx: IsaContext) -> tuple[pl.Series, pl.Series]:
     return code, pl.select(pl.when(code.is_not_null()).then(isa)).to_series()
 
 
-def _convert_part(event: str, part: _Part, ctx: IsaContext) -> pl.DataFrame:
+def auto_columns(part: _Part) -> list[str]:
+    """The part's columns typed by their values (`auto_kind`), not by their print format."""
+    return [n for n in part.raw if part.kinds.get(n) is None and not n.startswith("_")]
+
+
+def optional_column(part: _Part, name: str) -> bool:
+    """A column the part drops where none of its rows fill it (an optional regex group)."""
+    return part.kinds.get(name) in ("d", "x", "s")
+
+
+def convert_columns(event: str, part: _Part, ctx: IsaContext,
+                    auto: dict[str, str] | None = None) -> dict[str, pl.Series]:
+    """The part's fields, converted; `auto` gives the `auto_kind` of columns typed by their values
+    (a window's columns get the whole file's), else each is decided from its own values."""
     hex_fields = plugins.raw_hex_fields(event)
     cols: dict[str, pl.Series] = {}
     isa: pl.Series | None = None
@@ -345,7 +471,8 @@ def _convert_part(event: str, part: _Part, ctx: IsaContext) -> pl.DataFrame:
         if name.startswith("_"):
             continue
         if kind is None:
-            cols[name] = _auto(s, name, hex_fields)
+            cols[name] = (apply_auto(s, auto[name]) if auto is not None and name in auto
+                          else _auto(s, name, hex_fields))
         elif kind == "s":
             cols[name] = s
         elif kind == "x":
@@ -374,9 +501,13 @@ def _convert_part(event: str, part: _Part, ctx: IsaContext) -> pl.DataFrame:
             raise ValueError(f"unknown converter {kind!r} for {event}.{name}")
     if isa is not None:
         cols["isa"] = isa
+    return cols
+
+
+def _convert_part(event: str, part: _Part, ctx: IsaContext, auto: dict[str, str] | None = None) -> pl.DataFrame:
+    cols = convert_columns(event, part, ctx, auto)
     # An optional group no row of this format filled is not a field of this layout.
-    cols = {k: v for k, v in cols.items()
-            if not (part.kinds.get(k) in ("d", "x", "s") and v.null_count() == v.len())}
+    cols = {k: v for k, v in cols.items() if not (optional_column(part, k) and v.null_count() == v.len())}
     frame = pl.DataFrame({_field_name(k): v for k, v in cols.items()})
     return frame.with_columns(pl.Series("_pos", part.pos, dtype=pl.Int64))
 
@@ -399,19 +530,35 @@ def _field_name(name: str) -> str:
     return f"{name}_field" if name in TABLE_KEY_COLUMNS else name
 
 
+@dataclasses.dataclass
+class TablePlan:
+    """An event table's types as the whole file gives them, imposed on a window of it (learnt
+    by formats.textsurvey): the `auto_kind` of each part's value-typed columns, the fields in
+    order with their types before `narrow`, and the Int128 columns' ranges."""
+
+    auto: dict[tuple, dict[str, str]]
+    columns: dict[str, pl.DataType]
+    ranges: dict[str, IntRange]
+
+
 def event_table(event: str, key: pl.DataFrame, rest: pl.Series, ctx: IsaContext,
-                parsed: tuple[list[_Part], pl.Series] | None = None) -> pa.Table:
+                parsed: tuple[list[_Part], pl.Series] | None = None, plan: TablePlan | None = None) -> pa.Table:
     """Typed table of one event type: key columns (row, ts, cpu, pid), the raw fields read back
-    from the text, and `text` for rows no format could read."""
+    from the text, and `text` for rows no format could read. `plan`: `rest` is a window of the
+    file, typed as the whole file is."""
     parts, left = parsed if parsed is not None else split_fields(event, rest)
     rest = rest.str.strip_chars()
-    frames = [_convert_part(event, p, ctx) for p in parts]
+    frames = [_convert_part(event, p, ctx, None if plan is None else plan.auto.get(p.key)) for p in parts]
     if left.any():
         frames.append(pl.DataFrame({"text": rest.filter(left),
                                     "_pos": np.flatnonzero(left.to_numpy()).astype(np.int64)}))
     if frames:
         fields = pl.concat(frames, how="diagonal_relaxed").sort("_pos").drop("_pos")
-        fields = fields.with_columns([narrow(fields[c]) for c in fields.columns if fields[c].dtype == INT])
+        if plan is not None:  # the columns other windows have, the file's types
+            fields = fields.select([pl.col(c).cast(t) if c in fields.columns else pl.lit(None, t).alias(c)
+                                    for c, t in plan.columns.items()])
+        fields = fields.with_columns([narrow(fields[c], None if plan is None else plan.ranges.get(c))
+                                      for c in fields.columns if fields[c].dtype == INT])
         if "text" in fields.columns:
             fields = fields.select([c for c in fields.columns if c != "text"] + ["text"])
         table = pl.concat([key, fields], how="horizontal")
@@ -438,18 +585,29 @@ def guess_context(parsed: list[list[_Part]]) -> IsaContext:
     """The ISA named by the reason texts of kvm_exit & co (VMX prints upper case, SVM lower case,
     trace-cmd's plugin EXIT_*), else by a raw `isa=` field."""
     names: set[str] = set()
-    raw_isa: list[int] = []
+    raw_isa: dict[int, int] = {}
     for parts in parsed:
-        for p in parts:
-            for name, kind in p.kinds.items():
-                if kind == "reason" and name in p.raw:
-                    names |= set(p.raw[name].unique().drop_nulls().to_list())
-            if not p.kinds and "isa" in p.raw:
-                raw_isa += _dec(p.raw["isa"]).drop_nulls().cast(pl.Int64).to_list()
+        context_facts(parts, names, raw_isa)
+    return context_of(names, raw_isa)
+
+
+def context_facts(parts: list[_Part], names: set[str], raw_isa: dict[int, int]) -> None:
+    """Add the parts' reason texts to `names` and their raw `isa=` values to the counts `raw_isa`."""
+    for p in parts:
+        for name, kind in p.kinds.items():
+            if kind == "reason" and name in p.raw:
+                names |= set(p.raw[name].unique().drop_nulls().to_list())
+        if not p.kinds and "isa" in p.raw:
+            vc = _dec(p.raw["isa"]).drop_nulls().cast(pl.Int64, strict=False).drop_nulls().value_counts()
+            for v, c in zip(vc[:, 0].to_list(), vc[:, 1].to_list()):
+                raw_isa[v] = raw_isa.get(v, 0) + c
+
+
+def context_of(names: set[str], raw_isa: dict[int, int]) -> IsaContext:
     isa = reasons.guess_isa(names)
     if isa is None and raw_isa:
-        vals, counts = np.unique(raw_isa, return_counts=True)
-        isa = int(vals[np.argmax(counts)])
+        top = max(raw_isa.values())
+        isa = min(v for v, c in raw_isa.items() if c == top)  # the most frequent; ties: the least
     return IsaContext(isa)
 
 
@@ -460,27 +618,15 @@ def build_trace(path: str, ev: pl.DataFrame, source_format: str, *, cpus: int | 
     """`ev`: one row per event line, columns line (number in the file), ts, cpu, pid, comm, system,
     event, flags, preempt_count, rest. Markers name the line they stand on. `out_of_range`: event
     lines dropped because their timestamp, CPU or pid does not fit (see `in_range`)."""
-    if out_of_range:
-        warnings.append(f"{out_of_range} event lines skipped: timestamp, CPU or pid out of range")
-    if ev.height == 0:
-        raise TraceError(path, "not a trace: no event lines found")
-    if cpus is not None and not 0 < cpus <= MAX_CPUS:
-        warnings.append(f"the header's CPU count {cpus} is not a CPU count: ignored")
-        cpus = None
     ev = ev.with_columns(pl.col("event").cast(pl.String))
     # The file is in time order except across CPUs at equal printed times; a stable sort keeps it.
     ev = ev.sort(["ts", "line"], maintain_order=True).with_row_index("row")
-    events = ev.select(
-        pl.col("ts").cast(pl.Int64), pl.col("cpu").cast(pl.Int32), pl.col("pid").cast(pl.Int32),
-        pl.col("comm").cast(pl.String), pl.col("system").cast(pl.String), pl.col("event"),
-        pl.col("flags").cast(pl.UInt8), pl.col("preempt_count").cast(pl.UInt8),
-    ).to_arrow()
-
-    by_event: dict[str, pl.DataFrame] = {
-        name: grp.select("row", "ts", "cpu", "pid", "rest")
-        for (name,), grp in ev.group_by(["event"], maintain_order=True)
-    }
-    extra = dict(extra or {})
+    dropped = _dropped(ev, markers) if ev.height else []
+    meta = file_meta(path, source_format, events=ev.height, max_cpu=ev["cpu"].max(), cpus=cpus,
+                     losses=losses_per_cpu((d.cpu, d.count) for d in dropped), warnings=warnings,
+                     extra=extra, unparsed_lines=unparsed_lines, out_of_range=out_of_range)
+    meta.dropped = dropped
+    by_event = group_events(ev)
 
     @functools.cache
     def parsed(name: str) -> tuple[list[_Part], pl.Series]:
@@ -493,27 +639,62 @@ def build_trace(path: str, ev: pl.DataFrame, source_format: str, *, cpus: int | 
     def factory(name: str) -> Callable[[], pa.Table]:
         def build() -> pa.Table:
             grp = by_event[name]
-            key = grp.select(pl.col("row").cast(pl.Int64), pl.col("ts").cast(pl.Int64),
-                             pl.col("cpu").cast(pl.Int32), pl.col("pid").cast(pl.Int32))
-            table = event_table(name, key, grp["rest"], context(), parsed(name))
+            table = event_table(name, key_frame(grp), grp["rest"], context(), parsed(name))
             if "text" in table.column_names:
-                n = table.num_rows - table.column("text").null_count
-                meta.warnings.append(f"{name}: {n} of {table.num_rows} events kept as text "
-                                     "(print format not recognised)")
+                meta.warnings.append(text_warning(name, table.num_rows - table.column("text").null_count,
+                                                  table.num_rows))
             return table
         return build
 
+    return Trace(events_table(ev), {name: factory(name) for name in by_event}, meta)
+
+
+def file_meta(path: str, source_format: str, *, events: int, max_cpu: int | None, cpus: int | None,
+              losses: dict[int, int | None], warnings: list[str], extra: dict | None,
+              unparsed_lines: int, out_of_range: int) -> TraceMeta:
+    """The meta of a text trace of `events` event lines (their largest CPU `max_cpu`), the
+    recorder's `losses` per CPU, with the warnings about what was skipped or lost."""
+    if out_of_range:
+        warnings.append(f"{out_of_range} event lines skipped: timestamp, CPU or pid out of range")
+    if events == 0:
+        raise TraceError(path, "not a trace: no event lines found")
+    if cpus is not None and not 0 < cpus <= MAX_CPUS:
+        warnings.append(f"the header's CPU count {cpus} is not a CPU count: ignored")
+        cpus = None
+    extra = dict(extra or {})
     meta = TraceMeta(path=path, source_format=source_format,
-                     cpus=cpus if cpus is not None else int(ev["cpu"].max()) + 1,
-                     dropped=_dropped(ev, markers), warnings=warnings, extra=extra)
+                     cpus=cpus if cpus is not None else int(max_cpu) + 1, warnings=warnings, extra=extra)
     if unparsed_lines:
         extra["unparsed_lines"] = unparsed_lines
         warnings.append(f"{unparsed_lines} lines are neither events nor known headers (skipped)")
-    if meta.dropped:
-        per_cpu = meta.dropped_per_cpu
+    if losses:
         warnings.append("events lost by the recorder: " + ", ".join(
-            f"CPU {c}: {v if v is not None else 'unknown number'}" for c, v in sorted(per_cpu.items())))
-    return Trace(events, {name: factory(name) for name in by_event}, meta)
+            f"CPU {c}: {v if v is not None else 'unknown number'}" for c, v in sorted(losses.items())))
+    return meta
+
+
+def text_warning(name: str, text_rows: int, rows: int) -> str:
+    return f"{name}: {text_rows} of {rows} events kept as text (print format not recognised)"
+
+
+def events_table(ev: pl.DataFrame) -> pa.Table:
+    """The `events` table of event lines in row order."""
+    return ev.select(
+        pl.col("ts").cast(pl.Int64), pl.col("cpu").cast(pl.Int32), pl.col("pid").cast(pl.Int32),
+        pl.col("comm").cast(pl.String), pl.col("system").cast(pl.String), pl.col("event").cast(pl.String),
+        pl.col("flags").cast(pl.UInt8), pl.col("preempt_count").cast(pl.UInt8),
+    ).to_arrow()
+
+
+def group_events(ev: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Event lines (with their `row`) by event name, in row order."""
+    return {name: grp.select("row", "ts", "cpu", "pid", "rest")
+            for (name,), grp in ev.group_by(["event"], maintain_order=True)}
+
+
+def key_frame(grp: pl.DataFrame) -> pl.DataFrame:
+    return grp.select(pl.col("row").cast(pl.Int64), pl.col("ts").cast(pl.Int64),
+                      pl.col("cpu").cast(pl.Int32), pl.col("pid").cast(pl.Int32))
 
 
 def _dropped(ev: pl.DataFrame, markers: list[Marker]) -> list[Dropped]:
