@@ -24,6 +24,9 @@ from .perf_samples import uint_field
 # A compressed stream may expand this much before we call it corrupt (perf record's own ratio is
 # printed in `perf report --header`: 5-20 is usual for tracepoints).
 MAX_EXPANSION = 256
+# A fault maps the cached pages around it too: fault-around (64 KiB) or a whole large folio (up to
+# a 2 MiB huge page), aligned, so some below the range read. Released with this margin.
+FAULT_AROUND = 2 << 20
 EVENT_UPDATE_NAME = 2  # enum perf_event_update_type (tools/lib/perf/include/perf/event.h)
 
 
@@ -39,7 +42,6 @@ class PerfFile:
     def __init__(self, path: str, index: bool = True):
         self.path = path
         self.index = index  # False: keep only the records that describe the file (see `chunks`)
-        self._released = 0
         self.warnings: list[str] = []
         self._open()
         try:
@@ -138,6 +140,7 @@ class PerfFile:
             t = chunk["rtype"]
             sel = ((t >= pr.USER_TYPE_START) & (t != pr.REC_FINISHED_ROUND)) | (t == pr.REC_LOST)
             keep.append({k: v[sel] for k, v in chunk.items()})
+            self.release(int(chunk["off"][0]), int(chunk["off"][-1]))
         self._walk_warning(w, "data section", 0, n)
         return {k: np.concatenate([c[k] for c in keep]) if keep else np.empty(0, np.int64)
                 for k in ("off", "rtype", "misc", "size")}
@@ -145,24 +148,21 @@ class PerfFile:
     def chunks(self, w: pr.Walk | None = None, start: int | None = None, end: int | None = None
                ) -> Iterator[dict[str, np.ndarray]]:
         """The data section's records (off, rtype, misc, size) a chunk of at most a few MiB at a
-        time, in file order (an uncompressed file: `compressed` False), releasing the pages before
-        each chunk from this process's memory (the map's pages otherwise stay resident)."""
+        time, in file order (an uncompressed file: `compressed` False)."""
         if start is None:
             start, end = self.data_range
         w = w or pr.Walk(np.empty(0, np.int64), start, None)
-        self._released = 0
         for off in pr.walk_chunks(self.file, start, end, self.big, w):
             rtype, misc, size = self._headers(self.file, off)
             yield {"off": off, "rtype": rtype, "misc": misc, "size": size}
-            self.release(int(off[-1]))
 
-    def release(self, upto: int) -> None:
-        """Drop the map's pages below `upto` from memory (they are read again from the page cache
-        if touched: a window's tables are built from them later)."""
-        upto -= upto % mmap.PAGESIZE
-        if upto > self._released:
-            self._mm.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
-            self._released = upto
+    def release(self, lo: int, hi: int) -> None:
+        """Drop the map's pages in [lo, hi) from this process's memory: a map's pages otherwise
+        stay resident once read. They are read again from the page cache if touched."""
+        lo = max(0, lo - lo % FAULT_AROUND - FAULT_AROUND)
+        hi -= hi % mmap.PAGESIZE
+        if hi > lo:
+            self._mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     def _headers(self, data: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         fields = [uint_field("type", 0, 4), uint_field("misc", 4, 2), uint_field("size", 6, 2)]

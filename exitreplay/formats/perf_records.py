@@ -37,6 +37,7 @@ HEADER_SIZE = 8
 JUMP_LEVELS = 6  # 64 records per Python step
 MAX_CHUNK_SLOTS = 1 << 19  # 4 MiB of data per chunk
 MIN_CHUNK_SLOTS = 64
+FIRST_CHUNK_SLOTS = 4096
 # Output buffer of the zstd stream: the decoder returns once its input is used up or this is full,
 # so it must hold all a record's data can produce (perf's records are under 64 KiB compressed).
 WRITE_SIZE = 16 << 20
@@ -140,7 +141,7 @@ def walk_chunks(data: np.ndarray, start: int, end: int, big: bool, res: Walk) ->
     offsets; where and why the walk stopped is set in `res` (stop, problem) when it ends."""
     end = min(end, data.size)
     s = start
-    slots = 4096
+    slots = FIRST_CHUNK_SLOTS
     while s < end:
         if end - s < HEADER_SIZE:
             res.stop, res.problem = s, "truncated"

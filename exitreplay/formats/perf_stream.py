@@ -92,6 +92,7 @@ class _Stream:
         self.buf_n = 0
         self.base = 0  # row of the first buffered event
         self.unknown: set[int] = set()
+        self.touched = 1 << 62  # the lowest file offset read since the map's pages were last released
 
     # -- the two loops ----------------------------------------------------------------------------
     def windows(self, progress) -> Iterator[Trace]:
@@ -103,6 +104,11 @@ class _Stream:
             recs, rounds_before, n_rounds = self._records(chunk)
             self._deliver(queue.feed(recs, rounds_before, n_rounds))
             yield from self._full_windows()
+            # The pages read since the last release: this chunk's, and those of the records
+            # delivered and the windows' events, read again (a map's pages stay resident).
+            end = int(chunk["off"][-1])
+            pf.release(min(self.touched, int(chunk["off"][0])), end)
+            self.touched = end
             if progress:
                 progress(int(chunk["off"][-1]) - start, total)
         self._deliver(queue.final())
@@ -134,6 +140,7 @@ class _Stream:
         if not parts:
             return
         d = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self.touched = min(self.touched, int(d["off"].min()))
         pf, dec, td = self.pf, self.dec, self.td
         rtype = d["rtype"]
         ev_at = np.flatnonzero(event_mask(pf, rtype, d["attr"]))
@@ -220,6 +227,8 @@ class _Stream:
     def _window(self, cols: dict, last: bool | None) -> Trace:
         n = cols["ts"].size
         lo = self.base
+        if n:
+            self.touched = min(self.touched, int(cols["off"].min()))
         part = dict(cols)
         part["type_counts"] = np.bincount(part["type_id"], minlength=1)
         with thread_pool(size=n) as pool:
