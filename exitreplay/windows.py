@@ -12,9 +12,10 @@ trace.dat is streamed (`convert.TraceDatStream`: every CPU's pages a chunk at a 
 windows no later event can sort before); the stream's windows are then cut or joined to exactly
 `window_events`: memory is bounded by the window.
 
-perf.data: the records' index, times and delivery order are computed for the whole file (perf
-script's order is a property of the whole file), about 100 bytes per record; the Arrow events and
-tables exist one window at a time. The text formats are read by `read_trace` and cut with
+perf.data is streamed (`formats/perf_stream.py`): the data section's records a chunk at a time
+into perf's ordered-events queue, delivered a FINISHED_ROUND flush at a time: memory is the
+window and the records not yet flushed (about two rounds; the whole file for one without
+FINISHED_ROUND records, and a compressed file is read whole). The text formats are read by `read_trace` and cut with
 `slice_windows` (their field types and ISA are inferred from the whole file): not bounded yet.
 """
 from __future__ import annotations

@@ -63,6 +63,13 @@ def delivery_order(ts: np.ndarray, rounds_before: np.ndarray, n_rounds: int) -> 
     return np.lexsort((key_ts, flush))
 
 
+def take_rows(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """a[idx] for a structured array of 8-byte fields, as rows of words: NumPy copies whole rows
+    at once that way, where a structured take copies field by field."""
+    words = np.ascontiguousarray(a).view(np.uint64).reshape(a.size, a.dtype.itemsize // 8)
+    return words[idx].reshape(-1).view(a.dtype)
+
+
 class RoundQueue:
     """`delivery_order`'s queue fed a round at a time: records go in (a structured array with a
     uint64 field "ts", in file order), come out in delivery order as each FINISHED_ROUND flushes
@@ -90,7 +97,7 @@ class RoundQueue:
         out: list[np.ndarray] = []
         new = self._take_arrived(out)
         q = np.concatenate([self.queue, new]) if new.size else self.queue
-        out.append(q[np.argsort(q["ts"], kind="stable")])
+        out.append(take_rows(q, np.argsort(q["ts"], kind="stable")))
         self.queue = q[:0]
         return out
 
@@ -104,15 +111,15 @@ class RoundQueue:
         ts = r["ts"]
         timed = (ts != UNTIMED[0]) & (ts != np.uint64(UNTIMED[1]))
         if not timed.all():
-            out.append(r[~timed])
-            r = r[timed]
+            out.append(take_rows(r, np.flatnonzero(~timed)))
+            r = take_rows(r, np.flatnonzero(timed))
         return r
 
     def _round(self, out: list[np.ndarray]) -> None:
         new = self._take_arrived(out)
         if new.size:
             q = np.concatenate([self.queue, new])
-            self.queue = q[np.argsort(q["ts"], kind="stable")]  # queued first: ties keep file order
+            self.queue = take_rows(q, np.argsort(q["ts"], kind="stable"))  # queued first: ties keep file order
         if not self.queue.size:
             return  # an empty queue: no flush, next_flush unchanged
         top = int(self.queue["ts"][-1])

@@ -24,7 +24,7 @@ import numpy as np
 from ..trace import Dropped, Trace
 from . import perf_records as pr
 from .perf_file import PerfFile
-from .perf_order import RoundQueue
+from .perf_order import RoundQueue, take_rows
 from .perf_tracing import TracingData
 from .perfdata import (
     IDLE_COMM,
@@ -144,7 +144,7 @@ class _Stream:
         pf, dec, td = self.pf, self.dec, self.td
         rtype = d["rtype"]
         ev_at = np.flatnonzero(event_mask(pf, rtype, d["attr"]))
-        ev = d[ev_at]
+        ev = take_rows(d, ev_at)
         self.other += int((rtype == pr.REC_SAMPLE).sum()) - ev_at.size
         nt, nd = len(td.warnings), len(dec.warnings)
         cols, no_cpu = event_columns(pf, dec, {k: ev[k] for k in _EVENT})
@@ -155,7 +155,7 @@ class _Stream:
         before = thread_codes_at(self.cur, ev_tid)
         ch = np.flatnonzero(np.isin(rtype, (pr.REC_COMM, pr.REC_FORK)))
         if ch.size:
-            c = d[ch]
+            c = take_rows(d, ch)
             ch_tid, ch_code = comm_changes(pf, c["off"], c["size"], c["rtype"], self.names, self.cur)
             dec.comm_names = list(self.names)
             cols["comm"] = thread_codes(ch_tid, ch, ch_code, ev_tid, ev_at, before)
@@ -177,7 +177,7 @@ class _Stream:
         new = {k: np.empty(0, np.int64) for k in self.pending}
         pos = np.empty(0, np.int64)
         if at.size:
-            r = d[at]
+            r = take_rows(d, at)
             lv = loss_values(self.pf, r["off"], r["size"], r["rtype"], r["ts"], r["cpu"], r["id"])
             if lv["total"].any():
                 lost_totals(self.pf, r["attr"][lv["total"]], lv["count"][lv["total"]], self.totals)
