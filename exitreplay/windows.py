@@ -12,9 +12,10 @@ trace.dat is streamed (`convert.TraceDatStream`: every CPU's pages a chunk at a 
 windows no later event can sort before); the stream's windows are then cut or joined to exactly
 `window_events`: memory is bounded by the window.
 
-perf.data: the records' index, times and delivery order are computed for the whole file (perf
-script's order is a property of the whole file), about 100 bytes per record; the Arrow events and
-tables exist one window at a time.
+perf.data is streamed (`formats/perf_stream.py`): the data section's records a chunk at a time
+into perf's ordered-events queue, delivered a FINISHED_ROUND flush at a time: memory is the
+window and the records not yet flushed (about two rounds; the whole file for one without
+FINISHED_ROUND records, and a compressed file is read whole).
 
 The text formats (trace-cmd report, ftrace text, perf script) are read twice, a chunk of lines at a
 time (formats.textstream): a survey learns what the whole file decides (each column's type, the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from .perf_samples import uint_field
 # A compressed stream may expand this much before we call it corrupt (perf record's own ratio is
 # printed in `perf report --header`: 5-20 is usual for tracepoints).
 MAX_EXPANSION = 256
+# A fault maps the cached pages around it too: fault-around (64 KiB) or a whole large folio (up to
+# a 2 MiB huge page), aligned, so some below the range read. Released with this margin.
+FAULT_AROUND = 2 << 20
 EVENT_UPDATE_NAME = 2  # enum perf_event_update_type (tools/lib/perf/include/perf/event.h)
 
 
@@ -35,8 +39,9 @@ class PerfFile:
     `data_bytes` (data section bytes walked), `id_cpu` (event id -> CPU from ID_INDEX).
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, index: bool = True):
         self.path = path
+        self.index = index  # False: keep only the records that describe the file (see `chunks`)
         self.warnings: list[str] = []
         self._open()
         try:
@@ -76,7 +81,8 @@ class PerfFile:
             self.warnings += warn
             start, end = self._data_range()
         self.tracing_blob: bytes | None = None
-        top = self._walk(start, end, "data section")
+        self.data_range = (start, end)
+        top = self._walk(start, end, "data section") if self.index else self._walk_headers(start, end)
         self.data_bytes = end - start
         if self.pipe:
             sections = self._pipe_headers(top)
@@ -86,7 +92,12 @@ class PerfFile:
             self.tracing_blob = self.features.tracing_data
         self._name_attrs()
         self._id_index(top)
-        self._assemble_records(top)
+        if self.index:
+            self._assemble_records(top)
+        else:
+            self.data = self.file
+            self.compressed = bool(np.isin(top["rtype"], (pr.REC_COMPRESSED, pr.REC_COMPRESSED2)).any())
+            self.lost_records = {k: v[top["rtype"] == pr.REC_LOST] for k, v in top.items()}
 
     def _data_range(self) -> tuple[int, int]:
         off, size = self.hdr.data
@@ -105,14 +116,53 @@ class PerfFile:
               base: int = 0) -> dict[str, np.ndarray]:
         data = self.file if data is None else data
         w = pr.walk(data, start, end, self.big)
+        self._walk_warning(w, what, base, w.offsets.size)
+        rtype, misc, size = self._headers(data, w.offsets)
+        return {"off": w.offsets + base, "rtype": rtype, "misc": misc, "size": size}
+
+    def _walk_warning(self, w: pr.Walk, what: str, base: int, n: int) -> None:
         if w.problem == "truncated":
-            self.warnings.append(f"{what} truncated at byte {base + w.stop}: {w.offsets.size} complete records "
+            self.warnings.append(f"{what} truncated at byte {base + w.stop}: {n} complete records "
                                  "before the cut kept")
         elif w.problem == "corrupt":
             self.warnings.append(f"corrupt record at byte {base + w.stop} of the {what} (size < 8): "
-                                 f"{w.offsets.size} records before it kept")
-        rtype, misc, size = self._headers(data, w.offsets)
-        return {"off": w.offsets + base, "rtype": rtype, "misc": misc, "size": size}
+                                 f"{n} records before it kept")
+
+    def _walk_headers(self, start: int, end: int) -> dict[str, np.ndarray]:
+        """The first pass of a streamed read: the records that describe the file (user records but
+        FINISHED_ROUND: attrs, features, tracing data, ID_INDEX, COMPRESSED) and the LOST records
+        (whether the file has any decides what perf record's closing totals mean), a chunk at a
+        time, the pages walked released as it goes."""
+        w = pr.Walk(np.empty(0, np.int64), start, None)
+        keep, n = [], 0
+        for chunk in self.chunks(w, start, end):
+            n += chunk["off"].size
+            t = chunk["rtype"]
+            sel = ((t >= pr.USER_TYPE_START) & (t != pr.REC_FINISHED_ROUND)) | (t == pr.REC_LOST)
+            keep.append({k: v[sel] for k, v in chunk.items()})
+            self.release(int(chunk["off"][0]), int(chunk["off"][-1]))
+        self._walk_warning(w, "data section", 0, n)
+        return {k: np.concatenate([c[k] for c in keep]) if keep else np.empty(0, np.int64)
+                for k in ("off", "rtype", "misc", "size")}
+
+    def chunks(self, w: pr.Walk | None = None, start: int | None = None, end: int | None = None
+               ) -> Iterator[dict[str, np.ndarray]]:
+        """The data section's records (off, rtype, misc, size) a chunk of at most a few MiB at a
+        time, in file order (an uncompressed file: `compressed` False)."""
+        if start is None:
+            start, end = self.data_range
+        w = w or pr.Walk(np.empty(0, np.int64), start, None)
+        for off in pr.walk_chunks(self.file, start, end, self.big, w):
+            rtype, misc, size = self._headers(self.file, off)
+            yield {"off": off, "rtype": rtype, "misc": misc, "size": size}
+
+    def release(self, lo: int, hi: int) -> None:
+        """Drop the map's pages in [lo, hi) from this process's memory: a map's pages otherwise
+        stay resident once read. They are read again from the page cache if touched."""
+        lo = max(0, lo - lo % FAULT_AROUND - FAULT_AROUND)
+        hi -= hi % mmap.PAGESIZE
+        if hi > lo:
+            self._mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     def _headers(self, data: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         fields = [uint_field("type", 0, 4), uint_field("misc", 4, 2), uint_field("size", 6, 2)]

@@ -61,3 +61,71 @@ def delivery_order(ts: np.ndarray, rounds_before: np.ndarray, n_rounds: int) -> 
     if n == 0 or flush.min() == flush.max():
         return np.argsort(key_ts, kind="stable")
     return np.lexsort((key_ts, flush))
+
+
+def take_rows(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """a[idx] for a structured array of 8-byte fields, as rows of words: NumPy copies whole rows
+    at once that way, where a structured take copies field by field."""
+    words = np.ascontiguousarray(a).view(np.uint64).reshape(a.size, a.dtype.itemsize // 8)
+    return words[idx].reshape(-1).view(a.dtype)
+
+
+class RoundQueue:
+    """`delivery_order`'s queue fed a round at a time: records go in (a structured array with a
+    uint64 field "ts", in file order), come out in delivery order as each FINISHED_ROUND flushes
+    them. It holds the records read but not delivered: about two rounds (all of a file without
+    FINISHED_ROUND records, which is one round)."""
+
+    def __init__(self, dtype: np.dtype):
+        self.queue = np.empty(0, dtype)  # queued timed records, by (ts, file order)
+        self.arrived: list[np.ndarray] = []  # records of the round being read
+        self.next_flush = 0
+
+    def feed(self, recs: np.ndarray, rounds_before: np.ndarray, n_rounds: int) -> list[np.ndarray]:
+        """Records (file order) and the FINISHED_ROUNDs before each within this run of the file
+        (n_rounds of them end in it); returns what those rounds deliver, in order."""
+        out: list[np.ndarray] = []
+        bounds = np.searchsorted(rounds_before, np.arange(n_rounds + 2), side="left").tolist()
+        for k in range(n_rounds):
+            self.arrived.append(recs[bounds[k]: bounds[k + 1]])
+            self._round(out)
+        self.arrived.append(recs[bounds[n_rounds]:])
+        return out
+
+    def final(self) -> list[np.ndarray]:
+        """The final flush: the last round's untimed records, then everything queued by time."""
+        out: list[np.ndarray] = []
+        new = self._take_arrived(out)
+        q = np.concatenate([self.queue, new]) if new.size else self.queue
+        out.append(take_rows(q, np.argsort(q["ts"], kind="stable")))
+        self.queue = q[:0]
+        return out
+
+    def _take_arrived(self, out: list[np.ndarray]) -> np.ndarray:
+        """The round's records: untimed ones delivered on arrival (into out), timed ones returned."""
+        parts = [a for a in self.arrived if a.size]
+        self.arrived = []
+        if not parts:
+            return self.queue[:0]
+        r = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        ts = r["ts"]
+        timed = (ts != UNTIMED[0]) & (ts != np.uint64(UNTIMED[1]))
+        if not timed.all():
+            out.append(take_rows(r, np.flatnonzero(~timed)))
+            r = take_rows(r, np.flatnonzero(timed))
+        return r
+
+    def _round(self, out: list[np.ndarray]) -> None:
+        new = self._take_arrived(out)
+        if new.size:
+            q = np.concatenate([self.queue, new])
+            self.queue = take_rows(q, np.argsort(q["ts"], kind="stable"))  # queued first: ties keep file order
+        if not self.queue.size:
+            return  # an empty queue: no flush, next_flush unchanged
+        top = int(self.queue["ts"][-1])
+        if self.next_flush:
+            cut = int(np.searchsorted(self.queue["ts"], np.uint64(self.next_flush), side="right"))
+            if cut:
+                out.append(self.queue[:cut])
+                self.queue = self.queue[cut:]
+        self.next_flush = top

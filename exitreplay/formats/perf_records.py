@@ -15,6 +15,7 @@ Two user record types carry data after their `size` bytes (tools/perf/util/sessi
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -36,6 +37,7 @@ HEADER_SIZE = 8
 JUMP_LEVELS = 6  # 64 records per Python step
 MAX_CHUNK_SLOTS = 1 << 19  # 4 MiB of data per chunk
 MIN_CHUNK_SLOTS = 64
+FIRST_CHUNK_SLOTS = 4096
 # Output buffer of the zstd stream: the decoder returns once its input is used up or this is full,
 # so it must hold all a record's data can produce (perf's records are under 64 KiB compressed).
 WRITE_SIZE = 16 << 20
@@ -129,31 +131,38 @@ def _follow(nxt: np.ndarray, n: int) -> np.ndarray:
 
 def walk(data: np.ndarray, start: int, end: int, big: bool = False) -> Walk:
     """Offsets of the records laid end to end from `start` up to `end` in `data` (uint8)."""
+    res = Walk(np.empty(0, np.int64), start, None)
+    res.offsets = _cat(list(walk_chunks(data, start, end, big, res)))
+    return res
+
+
+def walk_chunks(data: np.ndarray, start: int, end: int, big: bool, res: Walk) -> Iterator[np.ndarray]:
+    """`walk` a chunk at a time (at most MAX_CHUNK_SLOTS * 8 bytes each): yields each chunk's record
+    offsets; where and why the walk stopped is set in `res` (stop, problem) when it ends."""
     end = min(end, data.size)
-    found: list[np.ndarray] = []
     s = start
-    slots = 4096
+    slots = FIRST_CHUNK_SLOTS
     while s < end:
         if end - s < HEADER_SIZE:
-            return Walk(_cat(found), s, "truncated")
+            res.stop, res.problem = s, "truncated"
+            return
         k = min(slots, (end - s) // 8)
         cand, step, nxt = _chunk(data, s, k, big)
         chain = _follow(nxt, cand.size)
         last = int(chain[-1])
-        at = s + 8 * cand[chain]
+        at = (s + 8 * cand[chain]).astype(np.int64, copy=False)
         size = int(_strided(data, int(at[-1]) + 6, 1, (">" if big else "<") + "u2")[0])
         nxt_s = int(at[-1]) + int(step[last])
-        if size < HEADER_SIZE:
-            found.append(at[:-1])
-            return Walk(_cat(found), int(at[-1]), "corrupt")
-        if nxt_s > end:
-            found.append(at[:-1])
-            return Walk(_cat(found), int(at[-1]), "truncated")
-        found.append(at)
+        if size < HEADER_SIZE or nxt_s > end:
+            if at.size > 1:
+                yield at[:-1]
+            res.stop, res.problem = int(at[-1]), "corrupt" if size < HEADER_SIZE else "truncated"
+            return
+        yield at
         # Few records per chunk means off-lattice sizes: smaller chunks waste less.
         slots = min(MAX_CHUNK_SLOTS, 2 * k) if chain.size * 64 >= k else max(MIN_CHUNK_SLOTS, k // 8)
         s = nxt_s
-    return Walk(_cat(found), s, None)
+    res.stop, res.problem = s, None
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:
