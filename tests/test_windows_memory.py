@@ -2,24 +2,10 @@
 every table of each) of a generated trace does not grow when the trace is four times longer."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
-from memory_helpers import PEAK_KB, trace_pair
+from memory_helpers import trace_pair, windows_peak
 
 WINDOW = 100_000
-CHILD = r"""
-import json, sys
-from exitreplay.windows import iter_windows
-n = rows = 0
-for w in iter_windows(sys.argv[1], window_events=int(sys.argv[2])):
-    n += len(w)
-    rows += sum(w.table(name).num_rows for name in w.event_names)
-print(json.dumps({"events": n, "rows": rows, "rss_kb": PEAK}))
-""".replace("PEAK", PEAK_KB)
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +14,7 @@ def traces(tmp_path_factory):
 
 
 def peak(path, window: int = WINDOW) -> dict:
-    env = dict(os.environ)
-    r = subprocess.run([sys.executable, "-c", CHILD, str(path), str(window)], capture_output=True, text=True,
-                       env=env, check=True)
-    return json.loads(r.stdout)
+    return windows_peak(path, window)
 
 
 def test_peak_rss_does_not_grow_with_the_trace(traces):

@@ -3,32 +3,21 @@ reading every window (and every table of each) of a long `trace-cmd report` text
 when the text is four times longer."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import trace_cmd_report
-from memory_helpers import PEAK_KB
+from memory_helpers import windows_peak
 from text_repeat import repeat_text
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = 20_000
-CHILD = r"""
-import json, sys
-from exitreplay import windows
-from exitreplay.windows import iter_windows
-if sys.argv[3] == "whole":  # the read-whole path, for comparison
+# "whole": the read-whole path, for comparison
+WHOLE = """
+if sys.argv[3] == "whole":
     from exitreplay.formats import textstream
     textstream.MODULES = {}
-n = rows = 0
-for w in iter_windows(sys.argv[1], window_events=int(sys.argv[2])):
-    n += len(w)
-    rows += sum(w.table(name).num_rows for name in w.event_names)
-print(json.dumps({"events": n, "rows": rows, "rss_kb": PEAK}))
-""".replace("PEAK", PEAK_KB)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +29,7 @@ def texts(trace_cmd, tmp_path_factory):
 
 
 def peak(path, how: str = "stream") -> dict:
-    r = subprocess.run([sys.executable, "-c", CHILD, str(path), str(WINDOW), how], capture_output=True, text=True,
-                       env=dict(os.environ), check=True)
-    return json.loads(r.stdout)
+    return windows_peak(path, WINDOW, how, setup=WHOLE)
 
 
 def test_peak_rss_does_not_grow_with_the_text(texts):
